@@ -1,0 +1,1 @@
+"""Performance benchmarks, run from a checkout: `python -m bench.<name>` (not installed)."""

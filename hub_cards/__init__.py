@@ -1,0 +1,1 @@
+"""Results -> Hugging Face model cards (model-index), leaderboards and publishing."""

@@ -1,0 +1,24 @@
+"""Phenom: Hugging Face implementation of Recursion's channel-agnostic microscopy MAEs ("ViTally Consistent").
+
+`import modeling_phenom` registers `PhenomConfig` (model_type ``phenom``), `PhenomModel` and
+`PhenomImageProcessor` with the transformers Auto classes.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .configuration_phenom import PRESETS, PhenomConfig
+from .image_processing_phenom import PhenomImageProcessor
+from .modeling_phenom import PhenomModel, PhenomModelOutput, PhenomPreTrainedModel
+
+AutoConfig.register(PhenomConfig.model_type, PhenomConfig, exist_ok=True)
+AutoModel.register(PhenomConfig, PhenomModel, exist_ok=True)
+AutoImageProcessor.register(PhenomConfig, image_processor_classes={"pil": PhenomImageProcessor}, exist_ok=True)
+
+__all__ = [
+    "PRESETS",
+    "PhenomConfig",
+    "PhenomImageProcessor",
+    "PhenomModel",
+    "PhenomModelOutput",
+    "PhenomPreTrainedModel",
+]

@@ -1,0 +1,50 @@
+"""The `phenom` command: parses the subcommand and hands the rest of the arguments to the module that owns it.
+
+Each subcommand module exposes `main(argv: list[str] | None = None, prog: str | None = None) -> int` with its own
+argparse parser, and is imported only when its subcommand runs, so `phenom --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from phenom import __version__
+
+# name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def _usage() -> str:
+    width = max((len(name) for name in SUBCOMMANDS), default=0)
+    lines = [
+        "usage: phenom <command> [options]",
+        "",
+        "Phenom: channel-agnostic microscopy MAEs (OpenPhenom, Phenom-1/2 geometries) on Hugging Face.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    lines += ["", "Run `phenom <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"phenom {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"phenom: unknown command {name!r}; commands: {', '.join(SUBCOMMANDS) or '(none)'}", file=sys.stderr)
+        return 2
+    module_name, _ = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    return int(module.main(rest, prog=f"phenom {name}") or 0)
+
+
+__all__ = ["SUBCOMMANDS", "main"]

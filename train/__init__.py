@@ -1,0 +1,1 @@
+"""MAE pretraining with accelerate (`train/pretrain.py`), its configs and launch files."""
