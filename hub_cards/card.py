@@ -560,6 +560,3 @@ __all__ = [
     "results_paths_in_repo",
     "write_card",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -251,6 +251,3 @@ __all__ = [
     "plotted_metrics",
     "write_leaderboard",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())
