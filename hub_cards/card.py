@@ -485,6 +485,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                           "--push, else the model's repo id")
     parser.add_argument("--name", help="model name in the card and its model-index (default: repo id or folder)")
     parser.add_argument("--revision", help="revision of a Hub --model")
+    parser.add_argument("--cache-dir", type=Path, help="Hugging Face cache for a Hub --model (default: HF_HUB_CACHE)")
     parser.add_argument("--training-config", type=Path,
                         help="the training run's resolved config.yaml (default: found beside the model directory)")
     parser.add_argument("--allow-multiple-datasets", action="store_true",
@@ -522,7 +523,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         # Refuse before any work: a push without credentials would fail only after the card is built.
         token = None if args.dry_run or not args.push else require_push_credentials()
         results = read_all_results(args.results)
-        model = describe_model(args.model, revision=args.revision, training_config=args.training_config)
+        model = describe_model(args.model, revision=args.revision, training_config=args.training_config,
+                               cache_dir=args.cache_dir)
         if args.upload_model and model.local_dir is None:
             raise CardError("--upload-model needs a local --model directory")
         card = build_card(results, model, repo_id=args.repo_id or args.push, model_name=args.name,

@@ -76,12 +76,13 @@ class ModelDescription:
         return directory.parent.name if directory.name == "final" and directory.parent.name else directory.name
 
 
-def describe_model(source: str, revision: str | None = None, training_config: str | Path | None = None
-                   ) -> ModelDescription:
-    """Read the model named by `source` (directory or Hub id); see the module docstring."""
-    local_dir, repo_id, config_file = _resolve_config_file(source, revision)
+def describe_model(source: str, revision: str | None = None, training_config: str | Path | None = None,
+                   cache_dir: str | Path | None = None) -> ModelDescription:
+    """Read the model named by `source` (directory or Hub id; `revision` and `cache_dir` as in `hf_hub_download`);
+    see the module docstring."""
+    local_dir, repo_id, config_file = _resolve_config_file(source, revision, cache_dir)
     raw_config = _read_json(config_file)
-    config = _auto_config(local_dir or repo_id, revision, source)
+    config = _auto_config(local_dir or repo_id, revision, cache_dir, source)
     training_path = _find_training_config(local_dir, training_config)
     return ModelDescription(
         source=source,
@@ -92,7 +93,7 @@ def describe_model(source: str, revision: str | None = None, training_config: st
         preset=match_preset(config),
         encoder_parameters=count_encoder_parameters(config),
         weight_file_parameters=_weight_file_parameters(local_dir) if local_dir else None,
-        has_preprocessor_config=_has_file(local_dir, repo_id, revision, "preprocessor_config.json"),
+        has_preprocessor_config=_has_file(local_dir, repo_id, revision, cache_dir, "preprocessor_config.json"),
         openphenom_derived=raw_config.get("model_type") == "MAE" or raw_config.get("legacy_bias_routing") is True,
         training_config=_read_yaml(training_path) if training_path else None,
         training_config_path=training_path,
@@ -171,7 +172,7 @@ def training_datasets(model: ModelDescription) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- resolution
-def _resolve_config_file(source: str, revision: str | None) -> tuple[Path | None, str | None, Path]:
+def _resolve_config_file(source: str, revision: str | None, cache_dir) -> tuple[Path | None, str | None, Path]:
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -186,7 +187,7 @@ def _resolve_config_file(source: str, revision: str | None) -> tuple[Path | None
     from huggingface_hub import hf_hub_download
 
     try:
-        return None, source, Path(hf_hub_download(source, "config.json", revision=revision))
+        return None, source, Path(hf_hub_download(source, "config.json", revision=revision, cache_dir=cache_dir))
     except Exception as error:  # any Hub failure: offline miss, missing repo, auth, ...
         raise ModelSourceError(
             f"--model {source}: no such local directory, and config.json of the Hub repo {source!r} could not be "
@@ -195,25 +196,25 @@ def _resolve_config_file(source: str, revision: str | None) -> tuple[Path | None
         ) from error
 
 
-def _auto_config(location, revision: str | None, source: str):
+def _auto_config(location, revision: str | None, cache_dir, source: str):
     from transformers import AutoConfig
 
     import modeling_phenom  # noqa: F401  (registers Phenom with the Auto classes)
 
     try:
-        return AutoConfig.from_pretrained(str(location), revision=revision)
+        return AutoConfig.from_pretrained(str(location), revision=revision, cache_dir=cache_dir)
     except Exception as error:
         raise ModelSourceError(f"cannot read the model config of {source} with transformers' AutoConfig after "
                                f"`import modeling_phenom`: {type(error).__name__}: {error}") from error
 
 
-def _has_file(local_dir: Path | None, repo_id: str | None, revision: str | None, filename: str) -> bool:
+def _has_file(local_dir: Path | None, repo_id: str | None, revision: str | None, cache_dir, filename: str) -> bool:
     if local_dir is not None:
         return (local_dir / filename).is_file()
     from huggingface_hub import hf_hub_download
 
     try:
-        hf_hub_download(repo_id, filename, revision=revision)
+        hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
     except Exception:  # absent from the repo, or offline and not cached: the card then builds a default processor
         return False
     return True

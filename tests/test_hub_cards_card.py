@@ -169,21 +169,20 @@ def test_card_reads_the_training_run_config_beside_the_model(tmp_path):
 def test_get_started_snippet_runs_offline_against_a_prefilled_hub_cache(tmp_path):
     hf_home = tmp_path / "hf_home"
     fill_hub_cache(hf_home / "hub", REPO_ID, save_small_model(tmp_path / "to_upload"))
-    env = offline_env(hf_home)
+    # The card is made from the Hub id: config and preprocessor config come from the cache (offline).
+    results = read_all_results([RESULTS / "small_eval", RESULTS / "small_probe"])
+    model = describe_model(REPO_ID, cache_dir=hf_home / "hub")
+    assert model.repo_id == REPO_ID and model.local_dir is None and model.has_preprocessor_config
     work = tmp_path / "work"  # no local folder named like the repo id: the Hub cache must serve it
-    work.mkdir()
-    # The card is made from the Hub id too: config and preprocessor config come from the cache.
-    command = [sys.executable, "-m", "phenom", "card", "--results", str(RESULTS / "small_eval"),
-               str(RESULTS / "small_probe"), "--model", REPO_ID, "--out", str(work / "card")]
-    made = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr[-3000:]
+    readme, _ = write_card(build_card(results, model), work / "card", results)
 
-    snippet = get_started_snippet((work / "card" / "README.md").read_text())
+    snippet = get_started_snippet(readme.read_text())
     assert f'AutoModel.from_pretrained("{REPO_ID}")' in snippet
     assert f'PhenomImageProcessor.from_pretrained("{REPO_ID}")' in snippet
     assert "import modeling_phenom" in snippet
     (work / "snippet.py").write_text(snippet)
-    ran = subprocess.run([sys.executable, "snippet.py"], cwd=work, env=env, capture_output=True, text=True)
+    ran = subprocess.run([sys.executable, "snippet.py"], cwd=work, env=offline_env(hf_home), capture_output=True,
+                         text=True)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.splitlines() == ["torch.Size([32])", "torch.Size([32])"]
 
