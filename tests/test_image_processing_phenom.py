@@ -19,7 +19,7 @@ def test_512_px_well_becomes_four_uint8_tiles_in_row_major_order():
     views = PhenomImageProcessor()(image)["pixel_values"]
     assert views.shape == (4, 6, 256, 256) and views.dtype == torch.uint8
     expected = [image[:, :256, :256], image[:, :256, 256:], image[:, 256:, :256], image[:, 256:, 256:]]
-    for view, tile in zip(views, expected):
+    for view, tile in zip(views, expected, strict=True):
         assert torch.equal(view, torch.from_numpy(tile))
 
 
