@@ -42,7 +42,8 @@ class WellDataset(torch.utils.data.IterableDataset):
         mode: `"tiles"`: `pixel_values` `[num_views, C, crop, crop]` (4 views for a 512 px well); `"random_crop"`:
             `[C, crop, crop]`, one crop per well and pass.
         processor: the image processor that makes the views (`crop_size` 256 by default).
-        seed: seed of the random crops and of the shuffle buffer; each epoch, rank and worker draws its own stream.
+        seed: seed of the random crops and of the shuffle buffer; each epoch (`set_epoch`), pass, rank and worker
+            draws its own stream.
         shuffle_buffer_size: when > 0, samples pass through a buffer of this many and come out in random order
             (reading order otherwise).
         with_metadata: add the well's metadata dict as `"metadata"` (then collate with `collate_views`).
@@ -72,6 +73,8 @@ class WellDataset(torch.utils.data.IterableDataset):
         self.with_metadata = with_metadata
         self.stats_dir = Path(stats_dir) if stats_dir is not None else None
         self.epoch = 0
+        # Passes made by this copy: persistent DataLoader workers never see `set_epoch`, but count their passes.
+        self.passes = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Draw other crops and another shuffle order in the next pass (call before each epoch)."""
@@ -96,7 +99,8 @@ class WellDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker_id = info.id if info is not None else 0
         rank = getattr(self.wells, "rank", 0)
-        generator = np.random.default_rng([self.seed, self.epoch, rank, worker_id])
+        generator = np.random.default_rng([self.seed, self.epoch, self.passes, rank, worker_id])
+        self.passes += 1
         samples = (self._sample(well, generator) for well in self.wells)
         yield from shuffled(samples, self.shuffle_buffer_size, generator) if self.shuffle_buffer_size else samples
         if self.stats_dir is not None and self.stats is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from modeling_phenom import PhenomImageProcessor
 
@@ -234,6 +234,8 @@ def decode_image(data: bytes) -> np.ndarray:
             return image_to_array(image)
     except ImageError:
         raise
+    except UnidentifiedImageError as error:
+        raise ImageError(f"not a readable image ({len(data)} bytes starting {data[:12]!r})") from error
     except Exception as error:  # pillow raises OSError, SyntaxError, ValueError, ... for broken files
         raise ImageError(f"cannot decode image: {type(error).__name__}: {error}") from error
 
