@@ -386,12 +386,17 @@ class RxRx3CoreWells(WellSource):
             outcome[well_id] = _DONE
             return self._build(well_id, channels, skips)
 
-        for unit in block:
-            for key, data in self._rows(units.shard(num_units, unit)):
-                well = add(key, data, in_block=True)
-                if well is not None:
-                    self.stats.yielded += 1
-                    yield well
+        # One shard call for the whole block: each call costs time in proportion to the number of row groups.
+        block_units = units.shard(num_parts, part, contiguous=True) if num_parts <= num_units else units.shard(
+            num_units, block.start
+        )
+        if block_units.num_shards != len(block):
+            raise RuntimeError(f"datasets gave {block_units.num_shards} row groups for a block of {len(block)}")
+        for key, data in self._rows(block_units):
+            well = add(key, data, in_block=True)
+            if well is not None:
+                self.stats.yielded += 1
+                yield well
         rows_past_block = 0
         for unit in range(block.stop, num_units):
             if not pending or rows_past_block >= self.boundary_rows:

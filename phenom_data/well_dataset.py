@@ -12,9 +12,14 @@ well for training. Views are uint8 and never normalized (the model self-standard
 ```
 
 With DataLoader workers, every worker reads its own share of the rank's wells (the readers split by
-`torch.utils.data.get_worker_info()`), so each well comes out once per epoch across ranks and workers. Counts of
-skipped wells live in the worker processes: each logs its summary at the end of its pass, and with `stats_dir`
-writes `stats-rank{r}-worker{w}.json` there (`WellStats.load_dir` merges them).
+`torch.utils.data.get_worker_info()`), so each well comes out once per epoch across ranks and workers. The split
+by rank is already made by the reader (`rank=`, `world_size=`): do not pass these DataLoaders through
+`accelerator.prepare` (it would dispatch rank 0's batches to every rank, or keep one batch in `world_size`); move
+batches to the device yourself. Ranks may get different numbers of wells; a training loop that needs every rank
+to keep stepping uses `repeat=True` (passes follow one another without end, each with new crops and order).
+
+Counts of skipped wells live in the worker processes: each logs its summary at the end of its pass, and with
+`stats_dir` writes `stats-rank{r}-worker{w}.json` there (`WellStats.load_dir` merges them).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class WellDataset(torch.utils.data.IterableDataset):
             (reading order otherwise).
         with_metadata: add the well's metadata dict as `"metadata"` (then collate with `collate_views`).
         stats_dir: folder where each rank and worker writes its `WellStats` at the end of a pass.
+        repeat: start a new pass whenever one ends, without end (training by steps); a pass that yields nothing
+            raises instead of looping forever.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class WellDataset(torch.utils.data.IterableDataset):
         shuffle_buffer_size: int = 0,
         with_metadata: bool = False,
         stats_dir: str | os.PathLike | None = None,
+        repeat: bool = False,
     ):
         super().__init__()
         if mode not in MODES:
@@ -72,6 +80,7 @@ class WellDataset(torch.utils.data.IterableDataset):
         self.shuffle_buffer_size = shuffle_buffer_size
         self.with_metadata = with_metadata
         self.stats_dir = Path(stats_dir) if stats_dir is not None else None
+        self.repeat = repeat
         self.epoch = 0
         # Passes made by this copy: persistent DataLoader workers never see `set_epoch`, but count their passes.
         self.passes = 0
@@ -96,6 +105,20 @@ class WellDataset(torch.utils.data.IterableDataset):
         return sample
 
     def __iter__(self) -> Iterator[dict]:
+        while True:
+            count = 0
+            for sample in self._one_pass():
+                count += 1
+                yield sample
+            if not self.repeat:
+                return
+            if count == 0:
+                raise RuntimeError(
+                    "a pass over this rank's and worker's share yielded no well, so repeat=True would loop forever: "
+                    "use fewer ranks x DataLoader workers than the source has row groups, or check the filters"
+                )
+
+    def _one_pass(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker_id = info.id if info is not None else 0
         rank = getattr(self.wells, "rank", 0)

@@ -191,8 +191,11 @@ def part_label(rank: int, world_size: int) -> str:
 
 
 def contiguous_range(count: int, part: int, num_parts: int) -> range:
-    """Part `part` of `count` items split into `num_parts` contiguous, balanced ranges (some may be empty)."""
-    return range(part * count // num_parts, (part + 1) * count // num_parts)
+    """Part `part` of `count` items split into `num_parts` contiguous ranges, the first `count % num_parts` one item
+    longer (the rule of `datasets`' `IterableDataset.shard(contiguous=True)`); parts beyond `count` are empty."""
+    size, remainder = divmod(count, num_parts)
+    start = size * part + min(part, remainder)
+    return range(start, start + size + (1 if part < remainder else 0))
 
 
 def check_partition(rank: int, world_size: int) -> None:

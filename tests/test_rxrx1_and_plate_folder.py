@@ -1,6 +1,8 @@
 """RxRx1Wells on the official release layout and PlateFolderWells on a user's CSV of 8- and 16-bit PNG/TIFF/JP2
 files: exact channel stacks, filters, skips counted, each well once across ranks and DataLoader workers."""
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -177,6 +179,18 @@ def test_well_dataset_random_crops_are_seeded_per_epoch_and_shuffle_buffer_keeps
     assert not all(torch.equal(a, b) for (_, a), (_, b) in zip(first, other_epoch, strict=True))
     orders = {tuple(well for well, _ in crops(0, seed=seed, buffer=2)) for seed in range(8)}
     assert all(sorted(order) == ["w1", "w2", "w3"] for order in orders) and len(orders) > 1
+
+
+def test_repeat_starts_new_passes_with_new_crops_and_refuses_an_empty_share(tmp_path):
+    csv, _ = plate_csv(tmp_path)
+    dataset = WellDataset(PlateFolderWells(csv), mode="random_crop", processor=PhenomImageProcessor(crop_size=16),
+                          repeat=True)
+    samples = list(itertools.islice(iter(dataset), 7))
+    assert [sample["well_id"] for sample in samples[:3]] == [sample["well_id"] for sample in samples[3:6]]
+    first, second = samples[:3], samples[3:6]
+    assert not all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(first, second, strict=True))
+    with pytest.raises(RuntimeError, match="yielded no well"):
+        next(iter(WellDataset([], repeat=True)))
 
 
 def test_collate_views_batches_wells_with_different_view_counts():

@@ -247,6 +247,9 @@ def test_a_well_straddling_beyond_the_window_is_counted_incomplete_never_duplica
     assert sum(part.stats.skipped["missing_channel"] for part in parts) >= 1
     whole = RxRx3CoreWells(tmp_path)  # one part reads everything: the well is whole
     assert {well.well_id for well in whole} == {well_id(well) for well in GOOD[:7]}
+    # More parts than row groups (2 here): the extra parts read nothing, the default window completes the well.
+    parts = [RxRx3CoreWells(tmp_path, rank=rank, world_size=5) for rank in range(5)]
+    assert sorted(well.well_id for part in parts for well in part) == sorted(well_id(well) for well in GOOD[:7])
 
 
 def test_plain_binary_jp2_column_is_read_like_the_image_feature(tmp_path):
