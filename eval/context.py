@@ -1,0 +1,65 @@
+"""What a benchmark of `phenom eval` receives (`EvalContext`) and returns (`BenchmarkResult`).
+
+A benchmark is a function `benchmark(context: EvalContext) -> BenchmarkResult`; `eval/evaluate.py` lists the
+benchmarks it runs and merges their dicts into the results JSON (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .aggregate import PerturbationMap
+
+
+class BenchmarkResult(NamedTuple):
+    """Four flat dicts, merged into the results JSON under the keys of the same names.
+
+    Args:
+        metrics: `{metric name: value}` (DESIGN §6 names, e.g. `recall_CORUM_0.05_0.95`).
+        metrics_std: `{metric name: standard deviation}` for metrics averaged over seeds (may be empty).
+        baselines: `{metric name: value of the same metric for a random baseline}`.
+        counts: `{name: int}` sizes behind the metrics (null and query sizes, wells, pairs dropped, ...).
+    """
+
+    metrics: dict
+    metrics_std: dict
+    baselines: dict
+    counts: dict
+
+
+@dataclass
+class EvalContext:
+    """Everything a benchmark may read, computed once per embeddings file.
+
+    Args:
+        well_features: `[num_wells, num_features]` float64 batch-corrected well embeddings.
+        well_metadata: `[num_wells]` metadata rows aligned with `well_features` (metadata CSV columns plus
+            `perturbation`, the label used for aggregation).
+        is_control: `[num_wells]` bool, the control wells the correction was fitted on.
+        batches: `[num_wells]` batch label of every well (the experiment by default).
+        perturbation_map: the aggregated map, one row per (perturbation type, perturbation, concentration).
+        annotations_dir: folder of the annotation files (`CORUM.txt`, ..., `compound_gene_interactions.csv`).
+        null: `genes` or `all-rows`, the null of the known-relationship recall.
+        seeds: seeds for every random baseline or sampling, the same for every benchmark.
+        correction: the batch correction applied (`none`, `centerscale`, `pca-centerscale`, `tvn`).
+        aggregation: `mean` or `median`.
+    """
+
+    well_features: np.ndarray
+    well_metadata: pd.DataFrame
+    is_control: np.ndarray
+    batches: np.ndarray
+    perturbation_map: PerturbationMap
+    annotations_dir: Path
+    null: str = "genes"
+    seeds: tuple[int, ...] = tuple(range(10))
+    correction: str = "pca-centerscale"
+    aggregation: str = "mean"
+
+
+__all__ = ["BenchmarkResult", "EvalContext"]
