@@ -84,6 +84,11 @@ class PerturbationMap:
         return PerturbationMap(self.labels[mask], self.perturbation_types[mask], self.concentrations[mask],
                                self.features[mask], self.num_wells[mask])
 
+    def metadata(self) -> pd.DataFrame:
+        """One row per map row: `perturbation`, `perturbation_type`, `concentration`, `num_wells`."""
+        return pd.DataFrame({"perturbation": self.labels, "perturbation_type": self.perturbation_types,
+                             "concentration": self.concentrations, "num_wells": self.num_wells})
+
     def gene_rows(self) -> PerturbationMap:
         """The gene map: CRISPR rows that are not controls, one per gene."""
         return self.select((self.perturbation_types == CRISPR) & ~self.is_control)

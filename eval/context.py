@@ -16,6 +16,11 @@ import pandas as pd
 from .aggregate import PerturbationMap
 
 
+class BenchmarkNotApplicable(ValueError):
+    """The data lacks what a benchmark needs (e.g. no compound rows); `phenom eval` records the reason in `counts`
+    as `<benchmark>_not_applicable` and goes on with the other benchmarks."""
+
+
 class BenchmarkResult(NamedTuple):
     """Four flat dicts, merged into the results JSON under the keys of the same names.
 
@@ -62,4 +67,4 @@ class EvalContext:
     aggregation: str = "mean"
 
 
-__all__ = ["BenchmarkResult", "EvalContext"]
+__all__ = ["BenchmarkNotApplicable", "BenchmarkResult", "EvalContext"]

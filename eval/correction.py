@@ -46,7 +46,7 @@ def _batch_rows(is_control: np.ndarray, batches: np.ndarray, min_controls: int) 
         batch_rows = np.flatnonzero(codes == code)
         control_rows = batch_rows[is_control[batch_rows]]
         if len(control_rows) < min_controls:
-            too_few.append(f"{name!r} ({len(control_rows)} of {len(batch_rows)} wells)")
+            too_few.append(f"'{name}' ({len(control_rows)} of {len(batch_rows)} wells)")
         rows[name] = (batch_rows, control_rows)
     if too_few:
         raise ValueError(f"too few control wells (fewer than {min_controls}) in batch {', '.join(too_few[:10])}"

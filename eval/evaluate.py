@@ -15,8 +15,15 @@ Adding a benchmark (the hook): write a module `eval/<name>.py` with a function
 
 that reads what it needs from `EvalContext` (corrected well embeddings and metadata, control mask, batches, the
 perturbation map, annotations folder, seeds) and returns `BenchmarkResult(metrics, metrics_std, baselines, counts)`,
-four flat dicts; then add it to `BENCHMARKS` below. `run_benchmarks` calls each once per embeddings file and merges
-the dicts into the results JSON (a metric name reported twice is an error).
+four flat dicts; then add it to `BENCHMARKS` below under a name. A function with its own arguments joins through a
+one-line adapter, e.g.
+
+    "compound_gene": lambda context: compound_gene_benchmark(
+        context.perturbation_map.features, context.perturbation_map.metadata(), seeds=context.seeds),
+
+`run_benchmarks` calls each once per embeddings file and merges the dicts into the results JSON (a metric name
+reported twice is an error); a benchmark that raises `BenchmarkNotApplicable` is skipped with its reason recorded in
+`counts`.
 """
 
 from __future__ import annotations
@@ -33,14 +40,16 @@ from phenom_data import ANNOTATIONS_DIR
 
 from . import recall
 from .aggregate import AGGREGATIONS, aggregate, is_control, perturbation_labels
-from .context import BenchmarkResult, EvalContext
+from .context import BenchmarkNotApplicable, BenchmarkResult, EvalContext
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import WellEmbeddings, block_from_path, join_metadata, read_embeddings, read_metadata
 from .plots import plot_complex_heatmap, plot_recall
 from .results import EvalResults, merge_benchmark_results, write_results
 
-# The benchmarks `phenom eval` runs, in order: each `benchmark(context) -> BenchmarkResult`.
-BENCHMARKS = (recall.benchmark,)
+# The benchmarks `phenom eval` runs, in order: name -> `benchmark(context) -> BenchmarkResult`.
+BENCHMARKS = {
+    "recall": recall.benchmark,
+}
 DEFAULT_NUM_SEEDS = 10
 
 
@@ -102,8 +111,14 @@ def run_benchmarks(context: EvalContext, benchmarks=BENCHMARKS) -> BenchmarkResu
         "wells_with_control_treatment": int(is_control(context.well_metadata).sum()),
         "features": int(context.well_features.shape[1]),
     }
-    return merge_benchmark_results([BenchmarkResult({}, {}, {}, base_counts)]
-                                   + [benchmark(context) for benchmark in benchmarks])
+    outputs = [BenchmarkResult({}, {}, {}, base_counts)]
+    for name, benchmark in benchmarks.items():
+        try:
+            outputs.append(benchmark(context))
+        except BenchmarkNotApplicable as reason:
+            print(f"note: {name} not applicable: {reason}", file=sys.stderr)
+            outputs.append(BenchmarkResult({}, {}, {}, {f"{name}_not_applicable": str(reason)}))
+    return merge_benchmark_results(outputs)
 
 
 def evaluate_file(path: str | Path, metadata: pd.DataFrame, options: EvalOptions,

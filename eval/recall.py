@@ -20,6 +20,7 @@ permuted among the gene rows (one permutation per seed, mean reported).
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +42,17 @@ BLOCK_ENTRIES = 2**23
 
 
 def load_relationships(annotations_dir: str | Path, source: str) -> np.ndarray:
-    """`[num_pairs, 2]` object array of annotated gene pairs: each pair sorted, unique, no self-pair."""
+    """`[num_pairs, 2]` object array of annotated gene pairs: each pair sorted, unique, no self-pair (read-only;
+    cached per file version, so evaluating several blocks reads each file once)."""
     path = Path(annotations_dir) / f"{source}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"annotation source {source!r} not found: expected {path} (CSV entity1,entity2)")
+    status = path.stat()
+    return _read_relationships(str(path.resolve()), status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_relationships(path: str, modified_ns: int, size: int) -> np.ndarray:
     pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
     if list(pairs.columns[:2]) != ["entity1", "entity2"]:
         raise ValueError(f"{path}: expected columns entity1,entity2, got {list(pairs.columns)}")
@@ -52,7 +60,9 @@ def load_relationships(annotations_dir: str | Path, source: str) -> np.ndarray:
     swap = second < first
     ordered = pd.DataFrame({"entity1": np.where(swap, second, first), "entity2": np.where(swap, first, second)})
     ordered = ordered[ordered["entity1"] != ordered["entity2"]].drop_duplicates()
-    return ordered.to_numpy(dtype=object)
+    unique_pairs = ordered.to_numpy(dtype=object)
+    unique_pairs.flags.writeable = False
+    return unique_pairs
 
 
 def null_rows(perturbation_map: PerturbationMap, null: str = "genes") -> PerturbationMap:
