@@ -1,0 +1,273 @@
+"""`phenom embed`: well embeddings of every requested block for every well of a dataset (paper.md §5 steps 1-2).
+
+    phenom embed --model <hub id or dir> --data <hub id or dir> --out embeddings.parquet
+                 [--blocks last|all|k,...] [--batch-size 8] [--device auto|cpu|cuda] [--format parquet|anndata]
+
+    accelerate launch -m phenom embed ...            # several processes, each its own wells, parts merged
+
+Wells come from `phenom_data.RxRx3CoreWells` (RxRx3-core on the Hub, or a local folder in its layout such as
+`phenom synth` output) and their views (4 tiles of a 512 px well) from `phenom_data.WellDataset`. One forward pass
+per batch gives the pooled embedding (mean of patch tokens) of every requested block
+(`PhenomModel.get_block_embeddings`); a well's embedding is the mean over its views. The output has the layout of
+the official `OpenPhenom_rxrx3_core_embeddings.parquet`: `well_id`, `feature_0 ... feature_{D-1}` float32, one file
+per block (`<name>_block<k>.parquet`) when several blocks are asked for, rows sorted by `well_id`.
+
+Embeddings are written as they are computed (`eval/embedding_store.py`): an interrupted run started again with the
+same options embeds only the wells it is missing, with none lost or duplicated. Under `accelerate launch` every
+process reads its own share of the wells (`rank`, `world_size`) and the main process merges the parts at the end.
+`--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
+`anndata` package (`pip install "phenom[anndata]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .embedding_store import EmbeddingStore, block_paths
+
+FORMATS = ("parquet", "anndata")
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_PART_WELLS = 512
+
+
+def parse_blocks(text: str) -> str | list[int]:
+    """`last`, `all` or a comma-separated list of block numbers (numbered from 1)."""
+    if text in ("last", "all"):
+        return text
+    try:
+        blocks = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--blocks must be last, all or numbers like 4,8,12; got {text!r}") from None
+    if not blocks:
+        raise argparse.ArgumentTypeError("--blocks is empty")
+    return blocks
+
+
+class RemainingWells:
+    """The wells of `wells` whose id is not in `done` (a resumed run skips what its parts already hold)."""
+
+    def __init__(self, wells, done: set[str]):
+        self.wells = wells
+        self.done = done
+        self.rank = getattr(wells, "rank", 0)
+
+    @property
+    def stats(self):
+        return getattr(self.wells, "stats", None)
+
+    def __iter__(self):
+        return (well for well in self.wells if well.well_id not in self.done)
+
+
+def collate_wells(samples: list[dict]) -> dict:
+    """Samples of `WellDataset(mode="tiles")` -> `{"well_id": [num_wells], "pixel_values": uint8 [num_views, C, H, W],
+    "well_index": int64 [num_views]}` (the well each view belongs to)."""
+    import torch
+
+    views = [sample["pixel_values"] for sample in samples]
+    well_index = torch.cat([torch.full((len(view),), index, dtype=torch.int64) for index, view in enumerate(views)])
+    return {"well_id": [sample["well_id"] for sample in samples], "pixel_values": torch.cat(views),
+            "well_index": well_index}
+
+
+def well_means(view_embeddings, well_index, num_wells: int) -> np.ndarray:
+    """`[num_views, D]` view embeddings -> `[num_wells, D]` float32 mean over each well's views."""
+    import torch
+
+    view_embeddings = view_embeddings.float()
+    sums = torch.zeros(num_wells, view_embeddings.shape[1], dtype=torch.float32, device=view_embeddings.device)
+    sums.index_add_(0, well_index.to(view_embeddings.device), view_embeddings)
+    counts = torch.bincount(well_index, minlength=num_wells).to(sums)
+    return (sums / counts[:, None]).cpu().numpy()
+
+
+def load_model(model_id: str, device, revision: str | None = None):
+    """`AutoModel.from_pretrained` (Phenom registered with the Auto classes), in eval mode on `device`."""
+    from transformers import AutoModel
+
+    import modeling_phenom  # noqa: F401  (registers Phenom and OpenPhenom's legacy model type)
+
+    model = AutoModel.from_pretrained(model_id, revision=revision)
+    if not hasattr(model, "get_block_embeddings"):
+        raise ValueError(f"{model_id} loads as {type(model).__name__}, which has no get_block_embeddings; "
+                         "phenom embed needs a Phenom (or OpenPhenom) model")
+    return model.to(device).eval()
+
+
+def embed_into_store(model, loader, blocks: list[int], store: EmbeddingStore, rank: int, device, autocast_dtype,
+                     part_wells: int = DEFAULT_PART_WELLS, show_progress: bool = True) -> int:
+    """Embed every batch of `loader` and append the well means to `store` every `part_wells` wells."""
+    import torch
+    from tqdm.auto import tqdm
+
+    buffer_ids, buffer = [], {block: [] for block in blocks}
+    num_wells = 0
+
+    def flush():
+        if buffer_ids:
+            store.write_part(rank, list(buffer_ids), {block: np.concatenate(buffer[block]) for block in blocks})
+            buffer_ids.clear()
+            for block in blocks:
+                buffer[block].clear()
+
+    progress = tqdm(unit="well", desc=f"embedding (rank {rank})", disable=not show_progress, dynamic_ncols=True)
+    with torch.inference_mode():
+        for batch in loader:
+            pixel_values = batch["pixel_values"].to(device)
+            with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
+                                enabled=autocast_dtype is not None):
+                per_block = model.get_block_embeddings(pixel_values, blocks=blocks)
+            for block in blocks:
+                buffer[block].append(well_means(per_block[block], batch["well_index"], len(batch["well_id"])))
+            buffer_ids.extend(batch["well_id"])
+            num_wells += len(batch["well_id"])
+            progress.update(len(batch["well_id"]))
+            if len(buffer_ids) >= part_wells:
+                flush()
+    flush()
+    progress.close()
+    return num_wells
+
+
+def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[int, np.ndarray], metadata_csv,
+                  provenance: dict) -> None:
+    """One `.h5ad` per block: `X` the embeddings, `obs` the metadata rows (index `well_id`), `uns["phenom"]`."""
+    try:
+        import anndata
+    except ImportError:
+        raise SystemExit("--format anndata needs the anndata package: pip install \"phenom[anndata]\"") from None
+    import pandas as pd
+
+    from .embeddings_file import read_metadata
+
+    obs = pd.DataFrame(index=pd.Index(well_ids, name="well_id"))
+    if metadata_csv is not None:
+        metadata = read_metadata(metadata_csv).set_index("well_id")
+        obs = metadata.reindex(obs.index)
+    obs.index = obs.index.astype(str)
+    for block, path in paths.items():
+        data = anndata.AnnData(X=features[block].astype(np.float32), obs=obs.copy())
+        data.var_names = [f"feature_{index}" for index in range(features[block].shape[1])]
+        data.uns["phenom"] = {**provenance, "block": block}
+        temporary = path.with_name(f".{path.name}.tmp")
+        data.write_h5ad(temporary)
+        temporary.replace(path)
+
+
+def metadata_csv_path(data: str, metadata: str | None) -> Path | None:
+    """The metadata CSV used for AnnData's `obs`: `--metadata`, else the local source's `metadata_rxrx3_core.csv`."""
+    if metadata:
+        return Path(metadata)
+    local = Path(data) / "metadata_rxrx3_core.csv"
+    return local if local.is_file() else None
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Embed every well of an RxRx3-core-style dataset with a Phenom/OpenPhenom model: pooled "
+                    "embeddings of the chosen blocks, averaged over each well's views, in the official embeddings "
+                    "layout (well_id, feature_0 ...). Resumable; runs under `accelerate launch`.",
+    )
+    parser.add_argument("--model", required=True, help="model: Hub repo id or save_pretrained directory")
+    parser.add_argument("--data", required=True,
+                        help="RxRx3-core Hub dataset id (recursionpharma/rxrx3-core) or a local folder in its layout")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output parquet; with several blocks <name>_block<k>.parquet beside it")
+    parser.add_argument("--blocks", type=parse_blocks, default="last",
+                        help="last, all, or block numbers like 4,8,12 (numbered from 1; default: last)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"wells per forward pass, all their views together (default: {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto = the accelerator accelerate picks (a GPU when there is one)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="autocast dtype of the forward pass (default float32)")
+    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output format (default: parquet)")
+    parser.add_argument("--metadata", help="metadata CSV (default: the dataset's metadata_rxrx3_core.csv)")
+    parser.add_argument("--experiments", nargs="+", help="embed only these experiments")
+    parser.add_argument("--well-list", help="embed only the wells in this file (one well_id per line)")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process (image decoding)")
+    parser.add_argument("--part-wells", type=int, default=DEFAULT_PART_WELLS,
+                        help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
+    parser.add_argument("--revision", help="Hub revision of the model and the dataset")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    prog = prog or "phenom embed"
+    if args.batch_size < 1 or args.part_wells < 1 or args.num_workers < 0:
+        raise SystemExit(f"{prog}: --batch-size and --part-wells must be >= 1, --num-workers >= 0")
+
+    import torch
+    from accelerate import PartialState
+
+    from phenom_data import RxRx3CoreWells, WellDataset
+
+    state = PartialState(cpu=args.device == "cpu")
+    if args.device == "cuda" and state.device.type != "cuda":
+        raise SystemExit(f"{prog}: --device cuda but no CUDA device is available")
+    model = load_model(args.model, state.device, revision=args.revision)
+    blocks = model.resolve_blocks(args.blocks)
+    suffix = ".h5ad" if args.format == "anndata" else ".parquet"
+    outputs = block_paths(args.out, blocks, suffix)
+    store = EmbeddingStore(args.out, blocks, {"model": args.model, "data": args.data, "metadata": args.metadata,
+                                              "experiments": args.experiments, "well_list": args.well_list})
+    existing = [str(path) for path in outputs.values() if path.exists()]
+    if existing and not args.overwrite and not store.parts_dir.is_dir():
+        raise SystemExit(f"{prog}: {', '.join(existing)} already exist(s); pass --overwrite to replace")
+    if state.is_main_process:
+        store.prepare()
+    state.wait_for_everyone()
+    done = store.done_well_ids()
+    if done and state.is_main_process:
+        print(f"resuming: {len(done)} wells already embedded in {store.parts_dir}", file=sys.stderr)
+
+    wells = RxRx3CoreWells(args.data, metadata=args.metadata, experiments=args.experiments, well_list=args.well_list,
+                           rank=state.process_index, world_size=state.num_processes, revision=args.revision)
+    dataset = WellDataset(RemainingWells(wells, done), mode="tiles")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
+                                         collate_fn=collate_wells)
+    autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
+    start = time.perf_counter()
+    embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, autocast_dtype,
+                                part_wells=args.part_wells, show_progress=state.is_main_process)
+    seconds = time.perf_counter() - start
+    print(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
+          f"({embedded / max(seconds, 1e-9):.1f} wells/s); skipped {dict(wells.stats.skipped)}", file=sys.stderr)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        provenance = {"model": args.model, "dataset": args.data, "blocks": blocks,
+                      "hidden_size": int(model.config.hidden_size)}
+        if args.format == "parquet":
+            written = store.merge(provenance)
+        else:
+            well_ids, features = store.read_parts()
+            write_anndata(outputs, well_ids, features, metadata_csv_path(args.data, args.metadata), provenance)
+            store.remove()
+            written = outputs
+        for block, path in written.items():
+            print(f"block {block}: {path}")
+    state.wait_for_everyone()
+    return 0
+
+
+__all__ = [
+    "FORMATS",
+    "parse_blocks",
+    "RemainingWells",
+    "collate_wells",
+    "well_means",
+    "load_model",
+    "embed_into_store",
+    "write_anndata",
+    "metadata_csv_path",
+    "build_parser",
+    "main",
+]

@@ -1,0 +1,127 @@
+"""Incremental, resumable storage of well embeddings while `phenom embed` runs, and the final merge.
+
+While embedding, every process appends part files to `<out>.parts/` (next to the output), each written atomically
+(temporary name, then rename), so a part is either complete or absent: `part-r<rank>-<run>-<n>.parquet` with a
+`well_id` column and one fixed-size float32 list column `block<k>` per block. `settings.json` in that folder pins
+what the parts were computed with (model, data, blocks); a run with other settings refuses to mix its wells in.
+
+On restart, `done_well_ids()` reads the well ids of every part (whichever process wrote it), so an interrupted run
+resumes with no well lost or embedded twice, also with another number of processes. `merge()` checks that no well
+appears twice, sorts the wells by `well_id` (the output does not depend on the number of processes), writes one file
+per block in the official embeddings layout (DESIGN §6) and removes the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .embeddings_file import WELL_ID_COLUMN, write_embeddings
+
+
+def block_paths(out: str | os.PathLike, blocks: list[int], suffix: str = ".parquet") -> dict[int, Path]:
+    """`{block: path}`: `out` itself for one block, `<stem>_block<k><suffix>` beside it for several."""
+    out = Path(out)
+    if len(blocks) == 1:
+        return {blocks[0]: out.with_suffix(suffix)}
+    stem = out.name.removesuffix(out.suffix) if out.suffix else out.name
+    return {block: out.with_name(f"{stem}_block{block}{suffix}") for block in blocks}
+
+
+class EmbeddingStore:
+    """Part files of one embedding run.
+
+    Args:
+        out: the output path given to `phenom embed` (`<name>.parquet`).
+        blocks: block numbers embedded (sorted).
+        settings: what must match for parts to be resumed (model, data, blocks, ...), JSON-serializable.
+    """
+
+    def __init__(self, out: str | os.PathLike, blocks: list[int], settings: dict):
+        self.out = Path(out)
+        self.blocks = list(blocks)
+        self.settings = {**settings, "blocks": self.blocks}
+        self.parts_dir = self.out.with_name(f"{self.out.name}.parts")
+        self.run_id = uuid.uuid4().hex[:8]
+        self.num_parts_written = 0
+
+    def prepare(self) -> None:
+        """Create the parts folder, or check that an existing one was written with the same settings."""
+        settings_path = self.parts_dir / "settings.json"
+        if settings_path.is_file():
+            existing = json.loads(settings_path.read_text())
+            if existing != self.settings:
+                raise ValueError(f"{self.parts_dir} holds parts of another run ({existing}); resume with the same "
+                                 f"options or delete that folder to start again (this run: {self.settings})")
+            return
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        temporary = settings_path.with_name(f".settings.json.tmp-{self.run_id}")
+        temporary.write_text(json.dumps(self.settings, indent=2))
+        os.replace(temporary, settings_path)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
+
+    def done_well_ids(self) -> set[str]:
+        """Well ids already in part files (from any process and any earlier run)."""
+        done = set()
+        for path in self.part_files():
+            done.update(pq.read_table(path, columns=[WELL_ID_COLUMN]).column(WELL_ID_COLUMN).to_pylist())
+        return done
+
+    def write_part(self, rank: int, well_ids: list[str], features: dict[int, np.ndarray]) -> Path:
+        """Append one part: `well_ids` and `{block: [num_wells, hidden_size] float32}`, atomically."""
+        columns = {WELL_ID_COLUMN: pa.array(well_ids, type=pa.string())}
+        for block in self.blocks:
+            values = np.ascontiguousarray(features[block], dtype=np.float32)
+            if values.shape[0] != len(well_ids):
+                raise ValueError(f"block {block}: {values.shape[0]} embeddings for {len(well_ids)} wells")
+            columns[f"block{block}"] = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+        path = self.parts_dir / f"part-r{rank:04d}-{self.run_id}-{self.num_parts_written:06d}.parquet"
+        temporary = path.with_name(f".{path.name}.tmp")
+        pq.write_table(pa.table(columns), temporary)
+        os.replace(temporary, path)
+        self.num_parts_written += 1
+        return path
+
+    def read_parts(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """All parts: `(well_ids [num_wells], {block: [num_wells, hidden_size] float32})`, sorted by well id."""
+        tables = [pq.read_table(path) for path in self.part_files()]
+        if not tables:
+            raise ValueError(f"no embeddings were written to {self.parts_dir}: no well was read from the data")
+        table = pa.concat_tables(tables)
+        well_ids = np.asarray(table.column(WELL_ID_COLUMN).to_pylist(), dtype=object)
+        unique, counts = np.unique(well_ids, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"{int((counts > 1).sum())} wells were embedded more than once in {self.parts_dir}, "
+                             f"e.g. {list(unique[counts > 1][:5])}")
+        order = np.argsort(well_ids, kind="stable")
+        features = {}
+        for block in self.blocks:
+            column = table.column(f"block{block}").combine_chunks()
+            values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), column.type.list_size)
+            features[block] = values[order]
+        return well_ids[order], features
+
+    def remove(self) -> None:
+        """Delete the parts folder (after the final files are written)."""
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def merge(self, provenance: dict) -> dict[int, Path]:
+        """Write the final parquet file of every block, then remove the parts; returns `{block: path}`."""
+        well_ids, features = self.read_parts()
+        paths = block_paths(self.out, self.blocks)
+        for block, path in paths.items():
+            write_embeddings(path, well_ids, features[block], provenance={**provenance, "block": block})
+        self.remove()
+        return paths
+
+
+__all__ = ["block_paths", "EmbeddingStore"]
