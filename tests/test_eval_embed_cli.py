@@ -1,0 +1,150 @@
+"""`phenom embed` end to end on a local dataset in RxRx3-core's Hub layout (real JPEG-2000 parquet shards read by
+`phenom_data.RxRx3CoreWells`) with a saved tiny model: every block in one pass, an interrupted run resumed without a
+well lost or repeated, two `accelerate launch` processes merged into the same files, then `phenom eval` on them."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO_ROOT, small_config
+from PIL import Image
+
+rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxRx3-core reader (phenom_data)")
+
+from eval import embed, evaluate  # noqa: E402
+from eval.embeddings_file import read_embeddings  # noqa: E402
+from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
+
+SIZE = 256  # one view per well keeps the forward passes small
+EXPERIMENTS = ("gene-001", "gene-002")
+GENES = ("PSMA1", "PSMA2", "RPLP0")
+
+
+def wells():
+    """(experiment, plate, address, treatment): 3 genes x 1 guide + 2 controls per experiment."""
+    rows = []
+    for experiment in EXPERIMENTS:
+        treatments = [f"{gene}_guide_1" for gene in GENES] + ["EMPTY_control"] * 2
+        rows += [(experiment, 1, f"A{index + 1:02d}", treatment) for index, treatment in enumerate(treatments)]
+    return rows
+
+
+def channel_image(well_id, channel):
+    rng = np.random.default_rng([sum(map(ord, well_id)), channel])
+    return rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("rxrx3_core_like")
+    keys, images, metadata = [], [], []
+    for experiment, plate, address, treatment in wells():
+        well_id = f"{experiment}_{plate}_{address}"
+        for channel in range(1, 7):
+            buffer = io.BytesIO()
+            Image.fromarray(channel_image(well_id, channel)).save(buffer, format="JPEG2000")
+            keys.append(rxrx3_core.rxrx3_core_key(experiment, plate, address, channel))
+            images.append(buffer.getvalue())
+        metadata.append({"well_id": well_id, "experiment_name": experiment, "plate": plate, "address": address,
+                         "gene": treatment.split("_guide_")[0], "treatment": treatment, "SMILES": None,
+                         "concentration": None, "perturbation_type": "CRISPR", "cell_type": "HUVEC"})
+    half = len(keys) // 2 + 3  # a well straddles the two shards
+    for index, (start, stop) in enumerate([(0, half), (half, len(keys))]):
+        rxrx3_core.write_rxrx3_core_shard(directory / rxrx3_core.shard_filename(index, 2), keys[start:stop],
+                                          images[start:stop], row_group_size=12)
+    pd.DataFrame(metadata).to_csv(directory / rxrx3_core.METADATA_FILENAME, index=False)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    PhenomModel(small_config(patch_size=16)).save_pretrained(directory)
+    return directory
+
+
+def run_embed(model_dir, dataset, out, *extra):
+    return embed.main(["--model", str(model_dir), "--data", str(dataset), "--out", str(out), "--device", "cpu",
+                       "--batch-size", "2", "--part-wells", "2", *extra], prog="phenom embed")
+
+
+@pytest.fixture(scope="module")
+def single_run(model_dir, dataset, tmp_path_factory):
+    """One uninterrupted single-process run of every block: `<dir>/tiny_block{1,2,3}.parquet`."""
+    directory = tmp_path_factory.mktemp("single_run")
+    assert run_embed(model_dir, dataset, directory / "tiny.parquet", "--blocks", "all") == 0
+    return directory
+
+
+def test_embed_writes_every_block_in_the_official_layout_with_well_means(model_dir, single_run):
+    tmp_path = single_run
+    well_ids = sorted(f"{experiment}_{plate}_{address}" for experiment, plate, address, _ in wells())
+    model = PhenomModel.from_pretrained(model_dir).eval()
+    processor = PhenomImageProcessor()
+    for block in (1, 2, 3):
+        table = read_embeddings(tmp_path / f"tiny_block{block}.parquet")
+        assert list(table.well_ids) == well_ids and table.features.shape == (10, 32)
+        assert table.provenance["block"] == block and table.provenance["model"] == str(model_dir)
+        image = np.stack([channel_image(well_ids[3], channel) for channel in range(1, 7)])
+        with torch.inference_mode():
+            views = torch.from_numpy(processor.tiles(image))
+            expected = model.get_block_embeddings(views, blocks=[block])[block].mean(dim=0)
+        np.testing.assert_allclose(table.features[3], expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert not (tmp_path / "tiny.parquet.parts").exists()
+
+
+def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir, dataset, single_run, tmp_path,
+                                                                     monkeypatch, capsys):
+    original_iter = embed.RemainingWells.__iter__
+
+    def dies_after_five_wells(self):
+        for count, well in enumerate(original_iter(self)):
+            if count == 5:
+                raise RuntimeError("process killed")
+            yield well
+
+    monkeypatch.setattr(embed.RemainingWells, "__iter__", dies_after_five_wells)
+    with pytest.raises(RuntimeError, match="process killed"):
+        run_embed(model_dir, dataset, tmp_path / "resumed.parquet")
+    assert len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2  # 4 wells written
+    monkeypatch.setattr(embed.RemainingWells, "__iter__", original_iter)
+    assert run_embed(model_dir, dataset, tmp_path / "resumed.parquet") == 0
+    assert "resuming: 4 wells already embedded" in capsys.readouterr().err
+    fresh, resumed = read_embeddings(single_run / "tiny_block3.parquet"), read_embeddings(tmp_path / "resumed.parquet")
+    assert list(resumed.well_ids) == list(fresh.well_ids) and len(set(resumed.well_ids)) == 10
+    np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-6)
+
+
+def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path):
+    (tmp_path / "tiny.parquet").write_bytes(b"")
+    with pytest.raises(SystemExit, match="already exist"):
+        run_embed(model_dir, dataset, tmp_path / "tiny.parquet")
+
+
+def test_two_accelerate_processes_give_the_same_files_as_one_and_phenom_eval_reads_them(model_dir, dataset,
+                                                                                         single_run, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "phenom", "embed",
+               "--model", str(model_dir), "--data", str(dataset), "--out", str(tmp_path / "multi.parquet"),
+               "--blocks", "2,3", "--device", "cpu", "--batch-size", "2", "--part-wells", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "rank 0: embedded" in result.stderr and "rank 1: embedded" in result.stderr
+    for block in (2, 3):
+        single = read_embeddings(single_run / f"tiny_block{block}.parquet")
+        multi = read_embeddings(tmp_path / f"multi_block{block}.parquet")
+        assert list(multi.well_ids) == list(single.well_ids)
+        np.testing.assert_allclose(multi.features, single.features, rtol=1e-5, atol=1e-6)
+    blocks = [str(tmp_path / f"multi_block{block}.parquet") for block in (2, 3)]
+    assert evaluate.main(["--embeddings", *blocks, "--metadata", str(dataset / "metadata_rxrx3_core.csv"), "--out",
+                          str(tmp_path / "eval"), "--no-plots"]) == 0
+    results = json.loads((tmp_path / "eval" / "block3" / "results.json").read_text())
+    assert results["block"] == 3 and results["counts"]["map_genes"] == 3
