@@ -74,8 +74,10 @@ def build_context(embeddings: WellEmbeddings, metadata: pd.DataFrame, options: E
                   source: str = "embeddings") -> EvalContext:
     """Join, correct and aggregate one embeddings file into what every benchmark reads."""
     well_metadata = join_metadata(embeddings, metadata, source)
-    if options.batch_column not in well_metadata.columns:
-        raise ValueError(f"the metadata has no batch column '{options.batch_column}' "
+    batch_columns = [column.strip() for column in options.batch_column.split(",") if column.strip()]
+    missing = [column for column in batch_columns if column not in well_metadata.columns]
+    if missing or not batch_columns:
+        raise ValueError(f"the metadata has no batch column {missing or options.batch_column!r} "
                          f"(columns: {list(well_metadata.columns)}); pass --batch-column")
     if "treatment" not in well_metadata.columns:
         raise ValueError(f"the metadata has no 'treatment' column (columns: {list(well_metadata.columns)})")
@@ -83,7 +85,8 @@ def build_context(embeddings: WellEmbeddings, metadata: pd.DataFrame, options: E
     if options.correction != "none" and not controls.any():
         raise ValueError(f"no well has treatment '{options.control_key}': the {options.correction} correction fits "
                          "on control wells; pass --control-key or --correction none")
-    batches = well_metadata[options.batch_column].astype(str).to_numpy(dtype=object)
+    labels = well_metadata[batch_columns].astype(str)
+    batches = (labels.iloc[:, 0] if len(batch_columns) == 1 else labels.agg("/".join, axis=1)).to_numpy(dtype=object)
     features = correct(embeddings.features, controls, batches, options.correction, options.min_controls)
     well_metadata = well_metadata.assign(perturbation=perturbation_labels(well_metadata))
     return EvalContext(
@@ -221,7 +224,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="recall null: all gene-map cosines (EFAAR, default) or all map rows (RxRx3-core "
                              "notebook)")
     parser.add_argument("--batch-column", default="experiment_name",
-                        help="metadata column that names the batch (default: experiment_name)")
+                        help="metadata column(s) naming the batch, comma-separated for a combination such as "
+                             "experiment_name,plate (default: experiment_name)")
     parser.add_argument("--control-key", default="EMPTY_control",
                         help="treatment of the control wells the correction is fitted on (default: EMPTY_control)")
     parser.add_argument("--min-controls", type=int, default=MIN_CONTROLS_PER_BATCH,

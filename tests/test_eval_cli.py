@@ -161,3 +161,15 @@ def test_several_files_must_name_their_blocks(planted, tmp_path, capsys):
     assert main(["--embeddings", str(first), str(second), "--metadata", str(folder / "metadata.csv"), "--out",
                  str(tmp_path / "out")]) == 2
     assert "must be named <name>_block<k>.parquet" in capsys.readouterr().err
+
+
+def test_batches_can_combine_columns_and_a_thin_combined_batch_is_named(planted, tmp_path, capsys):
+    _, metadata, features = planted
+    by_plate = metadata.assign(plate=[1 + index % 2 for index in range(len(metadata))])
+    by_plate.loc[(by_plate["experiment_name"] == "gene-003") & (by_plate["plate"] == 2)
+                 & (by_plate["treatment"] == "EMPTY_control"), "plate"] = 1
+    embeddings = write_official_layout(tmp_path / "embeddings.parquet", by_plate, features)
+    by_plate.to_csv(tmp_path / "metadata.csv", index=False)
+    code = main(["--embeddings", str(embeddings), "--metadata", str(tmp_path / "metadata.csv"), "--out",
+                 str(tmp_path / "out"), "--batch-column", "experiment_name,plate", "--no-plots"])
+    assert code == 2 and "in batch 'gene-003/2' (0 of" in capsys.readouterr().err
