@@ -37,11 +37,13 @@ class WellEmbeddings:
         well_ids: `[num_wells]` object array of well ids, in file order.
         features: `[num_wells, hidden_size]` float32 embeddings.
         provenance: what `phenom embed` recorded (`model`, `dataset`, `block`, ...); empty for other files.
+        merged_rows: rows folded into another row of the same well by `merge_duplicates` (0 otherwise).
     """
 
     well_ids: np.ndarray
     features: np.ndarray
     provenance: dict = field(default_factory=dict)
+    merged_rows: int = 0
 
     @property
     def num_wells(self) -> int:
@@ -75,22 +77,27 @@ def _check_layout(columns: list[str], path: Path) -> list[str]:
     return expected
 
 
-def check_features(well_ids: np.ndarray, features: np.ndarray, source: str) -> None:
-    """Raise `ValueError` for non-finite embeddings or duplicated well ids, naming the wells."""
+def check_features(well_ids: np.ndarray, features: np.ndarray, source: str, allow_duplicates: bool = False) -> None:
+    """Raise `ValueError` for non-finite embeddings or (unless allowed) duplicated well ids, naming the wells."""
     finite_rows = np.isfinite(features).all(axis=1)
     if not finite_rows.all():
         bad = well_ids[~finite_rows]
         raise ValueError(f"{source}: {len(bad)} wells have NaN or infinite embedding values, e.g. "
                          f"{list(bad[:5])}; re-embed them or drop them before evaluating")
     duplicated = pd.Index(well_ids).duplicated(keep=False)
-    if duplicated.any():
+    if duplicated.any() and not allow_duplicates:
         names = pd.unique(well_ids[duplicated])
         raise ValueError(f"{source}: {len(names)} well_id values occur more than once, e.g. {list(names[:5])}; "
-                         "an embeddings file holds one row per well")
+                         "an embeddings file holds one row per well (--merge-duplicate-wells averages them, as the "
+                         "RxRx3-core benchmark notebook does)")
 
 
-def read_embeddings(path: str | os.PathLike) -> WellEmbeddings:
-    """Read and check an embeddings parquet file (DESIGN §6 layout)."""
+def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> WellEmbeddings:
+    """Read and check an embeddings parquet file (DESIGN §6 layout).
+
+    A `well_id` on several rows is an error, or with `merge_duplicates` one row holding their mean (the RxRx3-core
+    notebook's defensive `groupby("well_id").mean()`), in order of first appearance.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"embeddings file not found: {path}")
@@ -102,10 +109,17 @@ def read_embeddings(path: str | os.PathLike) -> WellEmbeddings:
         raise ValueError(f"{path}: some rows have no well_id")
     features = np.column_stack([table.column(name).to_numpy(zero_copy_only=False) for name in columns])
     features = features.astype(np.float32, copy=False)
-    check_features(well_ids, features, str(path))
+    check_features(well_ids, features, str(path), allow_duplicates=merge_duplicates)
     provenance = json.loads(schema.metadata[PROVENANCE_KEY]) if schema.metadata and PROVENANCE_KEY in schema.metadata \
         else {}
-    return WellEmbeddings(well_ids=well_ids, features=features, provenance=provenance)
+    merged_rows = 0
+    if merge_duplicates:
+        codes, unique_ids = pd.factorize(well_ids)
+        merged_rows = len(well_ids) - len(unique_ids)
+        if merged_rows:
+            features = pd.DataFrame(features).groupby(codes, sort=True).mean().to_numpy(dtype=np.float32)
+            well_ids = np.asarray(unique_ids, dtype=object)
+    return WellEmbeddings(well_ids=well_ids, features=features, provenance=provenance, merged_rows=merged_rows)
 
 
 def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = None) -> pa.Table:

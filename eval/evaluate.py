@@ -68,6 +68,7 @@ class EvalOptions:
     model_name: str | None = None
     dataset_name: str | None = None
     plots: bool = True
+    merge_duplicate_wells: bool = False
 
 
 def build_context(embeddings: WellEmbeddings, metadata: pd.DataFrame, options: EvalOptions,
@@ -127,11 +128,12 @@ def run_benchmarks(context: EvalContext, benchmarks=BENCHMARKS) -> BenchmarkResu
 def evaluate_file(path: str | Path, metadata: pd.DataFrame, options: EvalOptions,
                   dataset: str = "dataset") -> tuple[EvalResults, EvalContext]:
     """Results of one embeddings file (not written)."""
-    embeddings = read_embeddings(path)
+    embeddings = read_embeddings(path, merge_duplicates=options.merge_duplicate_wells)
     name, block_in_name = block_from_path(path)
     context = build_context(embeddings, metadata, options, source=str(path))
     merged = run_benchmarks(context)
     merged.counts["metadata_wells_not_embedded"] = len(metadata) - embeddings.num_wells
+    merged.counts["duplicate_well_rows_merged"] = embeddings.merged_rows
     provenance = embeddings.provenance
     block = provenance.get("block", block_in_name)
     results = EvalResults(
@@ -234,6 +236,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"seeds 0..N-1 for random baselines (default: {DEFAULT_NUM_SEEDS})")
     parser.add_argument("--model-name", help="model name in results.json (default: from the embeddings file)")
     parser.add_argument("--dataset-name", help="dataset name in results.json (default: from the files)")
+    parser.add_argument("--merge-duplicate-wells", action="store_true",
+                        help="average rows that share a well_id (as the RxRx3-core notebook) instead of refusing them")
     parser.add_argument("--no-plots", action="store_true", help="write results.json only")
     return parser
 
@@ -246,7 +250,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         correction=args.correction, aggregation=args.aggregate, annotations_dir=args.annotations, null=args.null,
         batch_column=args.batch_column, control_key=args.control_key, num_seeds=args.seeds,
         min_controls=args.min_controls, model_name=args.model_name, dataset_name=args.dataset_name,
-        plots=not args.no_plots,
+        plots=not args.no_plots, merge_duplicate_wells=args.merge_duplicate_wells,
     )
     try:
         results = evaluate(args.embeddings, args.metadata, args.out, options)

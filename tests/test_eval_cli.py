@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 from eval_data import planted_wells
 
-from eval.embeddings_file import write_embeddings
+from eval.embeddings_file import read_embeddings, write_embeddings
 from eval.evaluate import main
 from eval.results import EvalResults, write_results
 
@@ -119,6 +119,15 @@ def test_duplicated_well_ids_are_refused(planted, tmp_path, capsys):
     well_ids[1] = well_ids[0]
     error = run_expecting_error(capsys, tmp_path, metadata, features, well_ids=well_ids)
     assert f"1 well_id values occur more than once, e.g. ['{well_ids[0]}']" in error
+    assert "--merge-duplicate-wells" in error
+
+
+def test_duplicate_rows_are_averaged_when_asked(tmp_path):
+    table = write_official_layout(tmp_path / "e.parquet", pd.DataFrame({"well_id": ["w1", "w2", "w1"]}),
+                                  np.array([[1.0, 2.0], [5.0, 5.0], [3.0, 0.0]]))
+    embeddings = read_embeddings(table, merge_duplicates=True)
+    assert list(embeddings.well_ids) == ["w1", "w2"] and embeddings.merged_rows == 1
+    np.testing.assert_array_equal(embeddings.features, [[2.0, 1.0], [5.0, 5.0]])
 
 
 def test_a_well_missing_from_the_metadata_is_refused(planted, tmp_path, capsys):
