@@ -182,3 +182,10 @@ def test_batches_can_combine_columns_and_a_thin_combined_batch_is_named(planted,
     code = main(["--embeddings", str(embeddings), "--metadata", str(tmp_path / "metadata.csv"), "--out",
                  str(tmp_path / "out"), "--batch-column", "experiment_name,plate", "--no-plots"])
     assert code == 2 and "in batch 'gene-003/2' (0 of" in capsys.readouterr().err
+
+
+def test_eval_never_imports_train():
+    # DESIGN §2: train and eval meet through files only.
+    for path in (REPO_ROOT / "eval").glob("*.py"):
+        source = path.read_text()
+        assert "import train" not in source and "from train" not in source, path
