@@ -133,3 +133,20 @@ def test_block_paths_name_one_file_per_block():
     assert block_paths("out/emb.parquet", [12]) == {12: Path("out/emb.parquet")}
     assert [path.name for path in block_paths("out/emb.parquet", [4, 8]).values()] == ["emb_block4.parquet",
                                                                                      "emb_block8.parquet"]
+
+
+def test_anndata_export_holds_features_metadata_and_provenance(tmp_path):
+    anndata = pytest.importorskip("anndata", reason="optional: pip install 'phenom[anndata]' (needs pandas < 3)")
+    import pandas as pd
+
+    from eval.embed import write_anndata
+
+    pd.DataFrame({"well_id": ["w1", "w2"], "treatment": ["A_guide_1", "EMPTY_control"]}).to_csv(tmp_path / "m.csv",
+                                                                                              index=False)
+    paths = {2: tmp_path / "x_block2.h5ad"}
+    write_anndata(paths, np.array(["w2", "w1"], dtype=object), {2: np.eye(2, 4, dtype=np.float32)}, tmp_path / "m.csv",
+                  {"model": "tiny"})
+    data = anndata.read_h5ad(paths[2])
+    assert list(data.obs_names) == ["w2", "w1"] and list(data.obs["treatment"]) == ["EMPTY_control", "A_guide_1"]
+    np.testing.assert_array_equal(data.X, np.eye(2, 4))
+    assert data.uns["phenom"]["block"] == 2 and data.uns["phenom"]["model"] == "tiny"
