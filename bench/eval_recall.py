@@ -28,7 +28,8 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from eval import recall
 from eval.aggregate import PerturbationMap
-from phenom_data import ANNOTATIONS_DIR
+
+ANNOTATIONS_DIR = recall.default_annotations_dir()
 
 FULL = {"genes": 1000, "dimensions": 384, "repeats": 3, "sources": recall.BENCHMARK_SOURCES}
 SMOKE = {"genes": 200, "dimensions": 64, "repeats": 1, "sources": ("SIGNOR",)}

@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from phenom_data import ANNOTATIONS_DIR
 
 from . import recall
 from .aggregate import AGGREGATIONS, aggregate, is_control, perturbation_labels
@@ -59,7 +57,7 @@ class EvalOptions:
 
     correction: str = "pca-centerscale"
     aggregation: str = "mean"
-    annotations_dir: Path = ANNOTATIONS_DIR
+    annotations_dir: Path = field(default_factory=recall.default_annotations_dir)
     null: str = "genes"
     batch_column: str = "experiment_name"
     control_key: str = "EMPTY_control"
@@ -220,7 +218,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="batch correction fitted on control wells (default: pca-centerscale)")
     parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
                         help="aggregation of wells to perturbations (default: mean)")
-    parser.add_argument("--annotations", type=Path, default=ANNOTATIONS_DIR, metavar="DIR",
+    parser.add_argument("--annotations", type=Path, default=recall.default_annotations_dir(), metavar="DIR",
                         help="folder with <SOURCE>.txt annotation files (default: the bundled EFAAR annotations)")
     parser.add_argument("--null", choices=recall.NULL_MODES, default="genes",
                         help="recall null: all gene-map cosines (EFAAR, default) or all map rows (RxRx3-core "

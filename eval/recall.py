@@ -21,6 +21,7 @@ permuted among the gene rows (one permutation per seed, mean reported).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,15 @@ NULL_MODES = ("genes", "all-rows")
 RXRX3_CORE_CONCENTRATIONS = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 # Entries of one block of the similarity matrix (float64): 2**23 entries = 64 MiB.
 BLOCK_ENTRIES = 2**23
+
+
+def default_annotations_dir() -> Path:
+    """`phenom_data.ANNOTATIONS_DIR` (the bundled EFAAR annotations), located without importing `phenom_data`,
+    whose data readers load torch: evaluating an embeddings file needs neither a model nor torch."""
+    spec = importlib.util.find_spec("phenom_data")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("phenom_data is not installed; pass an annotations folder")
+    return Path(next(iter(spec.submodule_search_locations))) / "annotations"
 
 
 def load_relationships(annotations_dir: str | Path, source: str) -> np.ndarray:
@@ -270,6 +280,7 @@ def benchmark(context: EvalContext) -> BenchmarkResult:
 
 
 __all__ = [
+    "default_annotations_dir",
     "BENCHMARK_SOURCES",
     "RECALL_THRESHOLDS",
     "NULL_MODES",

@@ -38,12 +38,14 @@ def planted(tmp_path_factory):
 def test_phenom_eval_scores_an_official_layout_file_with_no_model(planted, tmp_path):
     folder, metadata, features = planted
     embeddings = write_official_layout(tmp_path / "OpenPhenom_like_embeddings.parquet", metadata, features)
-    result = subprocess.run(
-        [sys.executable, "-m", "phenom", "eval", "--embeddings", str(embeddings), "--metadata",
-         str(folder / "metadata.csv"), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=REPO_ROOT,
-    )
+    # Through the `phenom` command's dispatch, in a fresh interpreter that must not even import torch.
+    argv = ["eval", "--embeddings", str(embeddings), "--metadata", str(folder / "metadata.csv"), "--out",
+            str(tmp_path / "out")]
+    script = (f"import sys; from phenom.cli import main; code = main({argv!r}); "
+              "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("no torch")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results) == RESULT_KEYS
     assert results["model"] == "OpenPhenom_like_embeddings" and results["block"] is None

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from eval.aggregate import PerturbationMap
-from eval.recall import cosine_percentile_ranks, known_relationship_recall, load_relationships, unit_rows
+from eval.recall import (
+    cosine_percentile_ranks,
+    default_annotations_dir,
+    known_relationship_recall,
+    load_relationships,
+    unit_rows,
+)
 from phenom_data import ANNOTATIONS_DIR
 
 HAND_GENES = {"A": (1, 0), "B": (1, 1), "C": (0, 1), "D": (-1, 0), "E": (0, -1)}
@@ -133,3 +139,9 @@ def test_label_permutation_baseline_is_reported_per_seed_mean(hand_annotations):
     (result,) = known_relationship_recall(hand_map(), hand_annotations, sources=("TOY",), thresholds=((0.2, 0.8),),
                                           seeds=(0, 1, 2))
     assert set(result.baseline) == {"0.2_0.8"} and 0.0 <= result.baseline["0.2_0.8"] <= 1.0
+
+
+def test_default_annotations_folder_is_phenom_data_annotations_dir():
+    from phenom_data import ANNOTATIONS_DIR as imported
+
+    assert default_annotations_dir().resolve() == imported.resolve()
