@@ -1,0 +1,412 @@
+"""Perturbation signal consistency and magnitude (paper.md §4d; EFAAR `pert_signal_consistency_benchmark` and
+`pert_signal_magnitude_benchmark`).
+
+Both score each (non-control) perturbation from its replicate wells, compare the score with a null distribution,
+and report the fraction of perturbations with p <= 0.05. A perturbation is `perturbation` (+ `concentration` when
+the metadata has it); wells of `EMPTY_control` / `CRISPR_control` are never queries.
+
+Consistency (`signal_consistency_fraction`): the mean cosine over all pairs of the perturbation's wells (EFAAR's
+mean lower-triangle cosine); p = 1 - searchsorted(null, score, "left") / len(null) (EFAAR: the share of null
+values >= the score). Needs >= 2 wells.
+
+Magnitude (`signal_magnitude_fraction`): the energy distance between the perturbation's wells X and up to 1,000
+control wells C sampled once (seeded), `2 E|X - C| - E|X - X'| - E|C - C'|` with Euclidean distances averaged over
+all pairs including an item with itself (what EFAAR gets from geomloss `SamplesLoss("energy")` x 2); p = 1 -
+searchsorted(null, score, "right") / len(null) (the share of null values > the score). Needs >= 5 wells;
+perturbations with more than `max_replicates` (256) wells are scored on 256 of them drawn uniformly (seeded), so the
+size-matched null stays affordable on a CPU (EFAAR uses all wells, on a GPU).
+
+Nulls (`null=`):
+- `"random-wells"` (default): for each set size k among the queries, `n_null` sets of k distinct non-control wells
+  drawn uniformly; a query is compared with the null of its own size (both scores depend on k).
+- `"negative-controls"`: EFAAR's null, the same score for each perturbation named in
+  `negative_control_perturbations` (e.g. genes not expressed in the cell type); those perturbations are then not
+  queries.
+Baseline (random-wells null only): the fraction for one fresh random well set per query, same size, same null: the
+false-positive rate, about 0.05.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eval.benchmark_common import (
+    CONTROL_PERTURBATIONS,
+    BenchmarkNotApplicable,
+    BenchmarkResult,
+    check_features,
+    control_mask,
+    group_codes,
+    perturbation_columns_for,
+    unit_rows,
+)
+
+NULL_KINDS = ("random-wells", "negative-controls")
+P_THRESHOLD = 0.05
+MAGNITUDE_MIN_REPLICATES = 5
+MAX_CONTROLS = 1000
+MAX_REPLICATES = 256
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """Non-control wells grouped by perturbation.
+
+    Attributes:
+        wells: per query perturbation, int [its wells], row indices into the features.
+        labels: per query perturbation, its key as text (for the null of negative controls and for counts).
+        is_negative_control: bool [perturbations], named in `negative_control_perturbations`.
+        pool: int [non-control wells], the wells random sets are drawn from.
+    """
+
+    wells: list[np.ndarray]
+    labels: list[str]
+    is_negative_control: np.ndarray
+    pool: np.ndarray
+
+
+def _queries(
+    metadata: pd.DataFrame,
+    perturbation_columns: Sequence[str] | None,
+    control_column: str,
+    control_values: Sequence[str],
+    negative_control_perturbations: Sequence[str] | None,
+) -> _Queries:
+    columns = perturbation_columns_for(metadata, perturbation_columns)
+    is_control = control_mask(metadata, control_column, control_values) if control_column in metadata else None
+    pool = np.flatnonzero(~is_control) if is_control is not None else np.arange(len(metadata))
+    if len(pool) == 0:
+        raise BenchmarkNotApplicable("no non-control wells to score")
+    codes, keys = group_codes(metadata.iloc[pool], columns)
+    order = np.argsort(codes, kind="stable")
+    wells = np.split(pool[order], np.flatnonzero(np.diff(codes[order])) + 1)
+    labels = keys[columns[0]].astype(str).tolist()
+    negatives = set(negative_control_perturbations or ())
+    is_negative_control = np.array([label in negatives for label in labels], dtype=bool)
+    return _Queries(wells, labels, is_negative_control, pool)
+
+
+def random_well_sets(rng: np.random.Generator, pool_size: int, set_size: int, count: int) -> np.ndarray:
+    """int [count, set_size]: `count` sets of `set_size` distinct positions in range(pool_size), each uniform."""
+    if set_size > pool_size:
+        raise ValueError(f"cannot draw {set_size} distinct wells from {pool_size}")
+    if set_size * set_size <= pool_size:  # duplicates are rare: draw with replacement, redraw the sets that have one
+        sets = rng.integers(pool_size, size=(count, set_size))
+        while True:
+            ordered = np.sort(sets, axis=1)
+            repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+            if not repeated.any():
+                return sets
+            sets[repeated] = rng.integers(pool_size, size=(int(repeated.sum()), set_size))
+    chunk = max(1, (1 << 22) // pool_size)
+    parts = []
+    for start in range(0, count, chunk):
+        keys = rng.random((min(chunk, count - start), pool_size))
+        parts.append(np.argpartition(keys, set_size - 1, axis=1)[:, :set_size])
+    return np.concatenate(parts)
+
+
+def _right_tail_p(sorted_null: np.ndarray, scores: np.ndarray, side: str) -> np.ndarray:
+    return 1.0 - np.searchsorted(sorted_null, scores, side=side) / len(sorted_null)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Scores and p-values of the query perturbations (NaN where skipped)."""
+
+    scores: np.ndarray
+    p_values: np.ndarray
+    baseline_p_values: np.ndarray | None
+    is_query: np.ndarray
+    skipped: int
+    null_size: object
+
+
+def _score_against_null(
+    score_sets,
+    queries: _Queries,
+    used_wells: list[np.ndarray],
+    *,
+    min_replicates: int,
+    null: str,
+    n_null: int,
+    rng: np.random.Generator,
+    side: str,
+) -> _Scored:
+    """Score each perturbation's wells, build the null, and turn scores into right-tail p-values.
+
+    Args:
+        score_sets: int [sets, k] well indices -> float [sets] scores (higher = more signal).
+        used_wells: per perturbation, the wells it is scored on.
+        side: `left` (p = share of null >= score) or `right` (p = share of null > score).
+    """
+    sizes = np.array([len(wells) for wells in used_wells])
+    enough = sizes >= min_replicates
+    scores = np.full(len(sizes), np.nan)
+    for index in np.flatnonzero(enough):
+        scores[index] = score_sets(used_wells[index][None, :])[0]
+    is_query = enough & ~queries.is_negative_control
+    p_values = np.full(len(sizes), np.nan)
+    baseline_p_values = None
+    if null == "random-wells":
+        baseline_p_values = np.full(len(sizes), np.nan)
+        for size in np.unique(sizes[is_query]):
+            sorted_null = np.sort(score_sets(queries.pool[random_well_sets(rng, len(queries.pool), size, n_null)]))
+            chosen = is_query & (sizes == size)
+            p_values[chosen] = _right_tail_p(sorted_null, scores[chosen], side)
+            fresh = queries.pool[random_well_sets(rng, len(queries.pool), size, int(chosen.sum()))]
+            baseline_p_values[chosen] = _right_tail_p(sorted_null, score_sets(fresh), side)
+        baseline_p_values = baseline_p_values[is_query]
+        null_size = f"{n_null} random well sets per set size"
+    else:
+        sorted_null = np.sort(scores[enough & queries.is_negative_control])
+        if len(sorted_null) == 0:
+            raise BenchmarkNotApplicable(
+                "none of negative_control_perturbations is in the map with enough replicate wells"
+            )
+        p_values[is_query] = _right_tail_p(sorted_null, scores[is_query], side)
+        null_size = len(sorted_null)
+    skipped = int((~enough & ~queries.is_negative_control).sum())
+    return _Scored(scores, p_values, baseline_p_values, is_query, skipped, null_size)
+
+
+def _result(name: str, scored: _Scored, recipe: dict, p_threshold: float, extra_counts=None) -> BenchmarkResult:
+    if not scored.is_query.any():
+        raise BenchmarkNotApplicable(f"{name}: no perturbation has enough replicate wells")
+    metrics = {f"{name}_fraction": float(np.mean(scored.p_values[scored.is_query] <= p_threshold))}
+    baselines = {}
+    if scored.baseline_p_values is not None:
+        baselines[f"{name}_fraction"] = float(np.mean(scored.baseline_p_values <= p_threshold))
+    counts = {
+        f"{name}_perturbations": int(scored.is_query.sum()),
+        f"{name}_skipped_too_few_replicates": scored.skipped,
+        f"{name}_mean_score": float(np.mean(scored.scores[scored.is_query])),
+        **(extra_counts or {}),
+        f"{name}_recipe": {**recipe, "null_size": scored.null_size, "threshold": p_threshold},
+    }
+    return BenchmarkResult(metrics, {}, baselines, counts)
+
+
+# --- consistency ---------------------------------------------------------------------------------------------------
+
+
+def _mean_pairwise_cosine(unit: np.ndarray, squared_norms: np.ndarray, sets: np.ndarray) -> np.ndarray:
+    """float [sets]: mean cosine over the pairs of each set, from |sum of unit rows|^2 (no k x k matrix)."""
+    size = sets.shape[1]
+    out = np.empty(len(sets))
+    chunk = max(1, (1 << 23) // (size * unit.shape[1]))
+    for start in range(0, len(sets), chunk):
+        members = sets[start : start + chunk]
+        summed = unit[members].sum(axis=1)
+        out[start : start + chunk] = (np.einsum("ij,ij->i", summed, summed) - squared_norms[members].sum(axis=1)) / (
+            size * (size - 1)
+        )
+    return out
+
+
+def signal_consistency_benchmark(
+    features,
+    metadata: pd.DataFrame,
+    *,
+    perturbation_columns: Sequence[str] | None = None,
+    control_column: str = "perturbation",
+    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
+    null: str = "random-wells",
+    negative_control_perturbations: Sequence[str] | None = None,
+    n_null: int = 1000,
+    min_replicates: int = 2,
+    p_threshold: float = P_THRESHOLD,
+    seed: int = 0,
+) -> BenchmarkResult:
+    """Fraction of perturbations whose wells agree more than the null allows (module docstring: the recipe).
+
+    Args:
+        features: float [wells, dimensions], well embeddings after batch correction.
+        metadata: one row per well with the perturbation column(s) and `control_column`.
+        null: `random-wells` or `negative-controls` (then `negative_control_perturbations` names them).
+        n_null: random well sets per set size.
+        min_replicates: perturbations with fewer wells are skipped and counted.
+        seed: seeds the random well sets.
+
+    Returns:
+        `BenchmarkResult` with `signal_consistency_fraction`.
+    """
+    features = check_features(features, metadata)
+    _check_null(null, negative_control_perturbations, min_replicates, 2)
+    queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
+    unit = unit_rows(features)
+    squared_norms = np.einsum("ij,ij->i", unit, unit)
+    scored = _score_against_null(
+        lambda sets: _mean_pairwise_cosine(unit, squared_norms, sets),
+        queries,
+        queries.wells,
+        min_replicates=min_replicates,
+        null=null,
+        n_null=n_null,
+        rng=np.random.default_rng(seed),
+        side="left",
+    )
+    recipe = {
+        "score": "mean cosine over all pairs of the perturbation's wells",
+        "null": null,
+        "p": "share of null scores >= the score",
+        "min_replicates": min_replicates,
+        "seed": seed,
+    }
+    return _result("signal_consistency", scored, recipe, p_threshold)
+
+
+def _check_null(null: str, negative_control_perturbations, min_replicates: int, floor: int) -> None:
+    if null not in NULL_KINDS:
+        raise ValueError(f"null must be one of {NULL_KINDS}, got {null!r}")
+    if null == "negative-controls" and not negative_control_perturbations:
+        raise ValueError("null='negative-controls' needs negative_control_perturbations (e.g. unexpressed genes)")
+    if min_replicates < floor:
+        raise ValueError(f"min_replicates must be at least {floor}, got {min_replicates}")
+
+
+# --- magnitude -----------------------------------------------------------------------------------------------------
+
+
+def energy_distance(first, second) -> float:
+    """Energy distance between two samples [n, D] and [m, D]: 2 E|X - Y| - E|X - X'| - E|Y - Y'|.
+
+    Means run over all pairs, an item with itself included (V-statistics, as geomloss); this is the square of what
+    `scipy.stats.energy_distance` returns for one-dimensional samples.
+    """
+    first = torch.as_tensor(np.asarray(first, dtype=np.float64))
+    second = torch.as_tensor(np.asarray(second, dtype=np.float64))
+    if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1]:
+        raise ValueError(f"samples must be [n, D] and [m, D], got {tuple(first.shape)} and {tuple(second.shape)}")
+    cross = torch.cdist(first, second).mean()
+    return float(2 * cross - torch.cdist(first, first).mean() - torch.cdist(second, second).mean())
+
+
+class _EnergyToControls:
+    """Energy distances of many well sets to one control sample, sharing the control terms.
+
+    `2 E|X - C|` is the mean over X's wells of each well's mean distance to C, computed once per well; `E|C - C'|`
+    once; only `E|X - X'|` is computed per set.
+    """
+
+    def __init__(self, features: np.ndarray, controls: np.ndarray, device: str, dtype: torch.dtype):
+        self.features = torch.as_tensor(features, dtype=dtype, device=device)
+        self.controls = torch.as_tensor(controls, dtype=dtype, device=device)
+        self.control_term = float(torch.cdist(self.controls, self.controls).mean())
+        self.mean_to_controls = torch.full((len(features),), float("nan"), dtype=dtype, device=device)
+
+    def _ensure_mean_to_controls(self, wells: np.ndarray) -> None:
+        wells = np.unique(wells)
+        known = self.mean_to_controls[torch.as_tensor(wells, device=self.features.device)]
+        missing = wells[torch.isnan(known).cpu().numpy()]
+        chunk = max(1, (1 << 24) // max(1, len(self.controls)))
+        for start in range(0, len(missing), chunk):
+            index = torch.as_tensor(missing[start : start + chunk], device=self.features.device)
+            self.mean_to_controls[index] = torch.cdist(self.features[index], self.controls).mean(dim=1)
+
+    def __call__(self, sets: np.ndarray) -> np.ndarray:
+        """float [sets]: energy distance of each row's wells (int [sets, k]) to the controls."""
+        self._ensure_mean_to_controls(sets.ravel())
+        size = sets.shape[1]
+        out = np.empty(len(sets))
+        chunk = max(1, (1 << 23) // (size * max(size, self.features.shape[1])))
+        for start in range(0, len(sets), chunk):
+            index = torch.as_tensor(sets[start : start + chunk], device=self.features.device)
+            members = self.features[index]
+            within = torch.cdist(members, members).mean(dim=(1, 2))
+            cross = self.mean_to_controls[index].mean(dim=1)
+            out[start : start + chunk] = (2 * cross - within - self.control_term).cpu().numpy()
+        return out
+
+
+def signal_magnitude_benchmark(
+    features,
+    metadata: pd.DataFrame,
+    *,
+    perturbation_columns: Sequence[str] | None = None,
+    control_column: str = "perturbation",
+    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
+    reference_controls: Sequence[str] = ("EMPTY_control",),
+    null: str = "random-wells",
+    negative_control_perturbations: Sequence[str] | None = None,
+    n_null: int = 200,
+    min_replicates: int = MAGNITUDE_MIN_REPLICATES,
+    max_replicates: int = MAX_REPLICATES,
+    max_controls: int = MAX_CONTROLS,
+    p_threshold: float = P_THRESHOLD,
+    seed: int = 0,
+    device: str = "cpu",
+) -> BenchmarkResult:
+    """Fraction of perturbations whose wells sit farther from the controls than the null allows.
+
+    Args:
+        features: float [wells, dimensions], well embeddings after batch correction.
+        metadata: one row per well with the perturbation column(s) and `control_column`.
+        reference_controls: the `control_column` values of the wells the energy distance is measured to.
+        null: `random-wells` or `negative-controls` (then `negative_control_perturbations` names them).
+        n_null: random well sets per set size.
+        min_replicates: perturbations with fewer wells are skipped and counted (EFAAR: 5).
+        max_replicates: larger perturbations are scored on this many of their wells (seeded).
+        max_controls: control wells sampled once (seeded) for every distance (EFAAR: 1000).
+        device: torch device for the distances (`cuda` on a GPU machine).
+
+    Returns:
+        `BenchmarkResult` with `signal_magnitude_fraction`.
+    """
+    features = check_features(features, metadata)
+    _check_null(null, negative_control_perturbations, min_replicates, 2)
+    if control_column not in metadata:
+        raise ValueError(f"metadata lacks {control_column!r}, which names the control wells")
+    control_wells = np.flatnonzero(metadata[control_column].isin(list(reference_controls)).to_numpy())
+    if len(control_wells) == 0:
+        raise BenchmarkNotApplicable(f"signal magnitude needs control wells ({list(reference_controls)}); none found")
+    rng = np.random.default_rng(seed)
+    sampled_controls = np.sort(rng.choice(control_wells, min(max_controls, len(control_wells)), replace=False))
+    queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
+    dtype = torch.float64 if device == "cpu" else torch.float32
+    distance = _EnergyToControls(features, features[sampled_controls], device, dtype)
+
+    used_wells = [
+        wells if len(wells) <= max_replicates else np.sort(rng.choice(wells, max_replicates, replace=False))
+        for wells in queries.wells
+    ]
+    scored = _score_against_null(
+        distance,
+        queries,
+        used_wells,
+        min_replicates=min_replicates,
+        null=null,
+        n_null=n_null,
+        rng=rng,
+        side="right",
+    )
+    recipe = {
+        "score": "energy distance 2E|X-C| - E|X-X'| - E|C-C'| (V-statistics) to sampled control wells",
+        "controls": list(reference_controls),
+        "max_controls": max_controls,
+        "null": null,
+        "p": "share of null scores > the score",
+        "min_replicates": min_replicates,
+        "max_replicates": max_replicates,
+        "seed": seed,
+    }
+    sizes = np.array([len(wells) for wells in queries.wells])
+    extra = {
+        "signal_magnitude_subsampled_to_max_replicates": int((scored.is_query & (sizes > max_replicates)).sum()),
+        "signal_magnitude_control_wells": len(sampled_controls),
+    }
+    return _result("signal_magnitude", scored, recipe, p_threshold, extra)
+
+
+__all__ = [
+    "NULL_KINDS",
+    "energy_distance",
+    "random_well_sets",
+    "signal_consistency_benchmark",
+    "signal_magnitude_benchmark",
+]
