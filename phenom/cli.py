@@ -17,6 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
     "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
     "eval": ("eval.evaluate", "batch correction, known-relationship recall and plots from an embeddings file"),
+    "verify-openphenom": (
+        "eval.verify_openphenom",
+        "embed RxRx3-core wells with the released OpenPhenom and compare with the published embeddings (network)",
+    ),
 }
 
 
