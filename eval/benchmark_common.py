@@ -31,7 +31,8 @@ class BenchmarkResult(NamedTuple):
         metrics: metric name -> value (the mean over seeds where the benchmark samples).
         metrics_std: metric name -> standard deviation over seeds (ddof = 1); absent for unsampled metrics.
         baselines: metric name -> the random baseline's value on the same sampled sets.
-        counts: how many items entered, were skipped (and why), and the recipe's parameters, JSON-serializable.
+        counts: flat: how many items entered, were skipped (and why), as ints; the recipe as one string
+            (`<benchmark>_recipe`, see `recipe_text`).
     """
 
     metrics: dict[str, float]
@@ -87,6 +88,11 @@ def control_mask(metadata: pd.DataFrame, column: str, control_values: Sequence[s
     return metadata[column].isin(list(control_values)).to_numpy()
 
 
+def recipe_text(parts: dict[str, object]) -> str:
+    """A recipe as one line for `counts`: `key: value; key: value`."""
+    return "; ".join(f"{key}: {value}" for key, value in parts.items())
+
+
 def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof = 1; 0.0 for a single value) of per-seed values."""
     array = np.asarray(values, dtype=np.float64)
@@ -103,5 +109,6 @@ __all__ = [
     "group_codes",
     "mean_and_std",
     "perturbation_columns_for",
+    "recipe_text",
     "unit_rows",
 ]

@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.benchmark_common import BenchmarkNotApplicable, BenchmarkResult, check_features, mean_and_std, unit_rows
+from eval.benchmark_common import (
+    BenchmarkNotApplicable,
+    BenchmarkResult,
+    check_features,
+    mean_and_std,
+    recipe_text,
+    unit_rows,
+)
 
 ACTIVITY_THRESHOLD_NM = 1000.0
 INACTIVITY_THRESHOLD_NM = 10000.0
@@ -404,20 +411,17 @@ def compound_gene_benchmark(
         "compound_gene_compounds_skipped_no_active": skipped["no_active"],
         "compound_gene_compounds_skipped_not_enough_negatives": skipped["not_enough_negatives"],
         "compound_gene_active_pairs_gene_not_in_map": actives_not_in_map,
-        "compound_gene_compounds_per_concentration": {
-            name: int(evaluated[:, slot].sum()) for slot, name in enumerate(slot_names)
-        },
-        "compound_gene_concentrations_skipped": [format_concentration(value) for value in skipped_concentrations],
-        "compound_gene_recipe": {
+        **{f"compound_gene_compounds_{name}": int(evaluated[:, slot].sum()) for slot, name in enumerate(slot_names)},
+        "compound_gene_concentrations_skipped": ", ".join(format_concentration(v) for v in skipped_concentrations),
+        "compound_gene_recipe": recipe_text({
             "score": "|cosine| compound x concentration profile vs gene profile; max = largest over concentrations",
             "actives": f"nM_value <= {activity_threshold_nm:g}",
             "grey_zone_excluded": f"{activity_threshold_nm:g} < nM_value <= {inactivity_threshold_nm:g}",
             "negatives": f"max(2 x actives, {min_negatives}) truth genes in the map, uniform without replacement",
             "rng": "numpy default_rng(seed) per compound; sorted gene symbols",
             "average": "macro over compounds",
-            "seeds": [seeds[0], seeds[-1]] if len(seeds) > 1 else seeds,
-            "n_seeds": len(seeds),
-        },
+            "seeds": f"{len(seeds)} ({seeds[0]}..{seeds[-1]})",
+        }),
     }
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 

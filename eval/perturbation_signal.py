@@ -43,6 +43,7 @@ from eval.benchmark_common import (
     control_mask,
     group_codes,
     perturbation_columns_for,
+    recipe_text,
     unit_rows,
 )
 
@@ -187,7 +188,7 @@ def _result(name: str, scored: _Scored, recipe: dict, p_threshold: float, extra_
         f"{name}_skipped_too_few_replicates": scored.skipped,
         f"{name}_mean_score": float(np.mean(scored.scores[scored.is_query])),
         **(extra_counts or {}),
-        f"{name}_recipe": {**recipe, "null_size": scored.null_size, "threshold": p_threshold},
+        f"{name}_recipe": recipe_text({**recipe, "null_size": scored.null_size, "threshold": p_threshold}),
     }
     return BenchmarkResult(metrics, {}, baselines, counts)
 
@@ -387,7 +388,7 @@ def signal_magnitude_benchmark(
     )
     recipe = {
         "score": "energy distance 2E|X-C| - E|X-X'| - E|C-C'| (V-statistics) to sampled control wells",
-        "controls": list(reference_controls),
+        "controls": ", ".join(reference_controls),
         "max_controls": max_controls,
         "null": null,
         "p": "share of null scores > the score",

@@ -40,6 +40,7 @@ from eval.benchmark_common import (
     group_codes,
     mean_and_std,
     perturbation_columns_for,
+    recipe_text,
     unit_rows,
 )
 
@@ -231,18 +232,17 @@ def replicate_consistency_benchmark(
         "replicate_consistency_null_pairs": len(cosines.null),
         "replicate_consistency_mean_cosine_replicates": float(np.mean(statistics["mean_a"])),
         "replicate_consistency_mean_cosine_null": float(np.mean(statistics["mean_b"])),
-        "replicate_consistency_recipe": {
+        "replicate_consistency_recipe": recipe_text({
             "profile": f"{aggregate} of a perturbation's wells per batch ({' + '.join(batch_columns)})",
             "perturbation": " + ".join(perturbation_columns_for(metadata, perturbation_columns)),
-            "controls_left_out": list(control_values),
+            "controls_left_out": ", ".join(control_values),
             "replicate_pairs": f"same perturbation, different batches; at most {max_pairs_per_perturbation} "
             "per perturbation",
             "null_pairs": "as many, uniform over different perturbations from different batches",
             "statistics": "scipy ks_2samp and cramervonmises_2samp statistics (replicates vs null)",
             "baseline": "the same statistics between the null and a second null sample of equal size",
-            "seeds": [seeds[0], seeds[-1]] if len(seeds) > 1 else seeds,
-            "n_seeds": len(seeds),
-        },
+            "seeds": f"{len(seeds)} ({seeds[0]}..{seeds[-1]})",
+        }),
     }
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 

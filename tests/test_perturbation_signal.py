@@ -139,7 +139,7 @@ def test_large_perturbations_are_subsampled_for_magnitude_and_counted():
     features, metadata = planted_wells(perturbations=6, wells=30)
     result = signal_magnitude_benchmark(features, metadata, max_replicates=10, n_null=50)
     assert result.counts["signal_magnitude_subsampled_to_max_replicates"] == 6
-    assert result.counts["signal_magnitude_recipe"]["max_replicates"] == 10
+    assert "max_replicates: 10" in result.counts["signal_magnitude_recipe"]
 
 
 @pytest.mark.parametrize("pool_size, set_size", [(1000, 5), (12, 9)])  # both drawing paths
