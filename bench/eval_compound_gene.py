@@ -37,7 +37,7 @@ from eval.compound_gene import (
 )
 
 FULL = {"genes": 735, "compounds": 1700, "dimensions": 384, "seeds": 100, "peer_seeds": 1}
-SMOKE = {"genes": 120, "compounds": 80, "dimensions": 32, "seeds": 3, "peer_seeds": 1}
+SMOKE = {"genes": 120, "compounds": 60, "dimensions": 32, "seeds": 3, "peer_seeds": 1}
 
 
 def make_map(truth: pd.DataFrame, genes: int, compounds: int, dimensions: int, seed: int = 0):

@@ -149,8 +149,9 @@ def _score_against_null(
     sizes = np.array([len(wells) for wells in used_wells])
     enough = sizes >= min_replicates
     scores = np.full(len(sizes), np.nan)
-    for index in np.flatnonzero(enough):
-        scores[index] = score_sets(used_wells[index][None, :])[0]
+    for size in np.unique(sizes[enough]):  # all perturbations of one size in one call
+        chosen = np.flatnonzero(enough & (sizes == size))
+        scores[chosen] = score_sets(np.stack([used_wells[index] for index in chosen]))
     is_query = enough & ~queries.is_negative_control
     p_values = np.full(len(sizes), np.nan)
     baseline_p_values = None
@@ -291,28 +292,23 @@ def energy_distance(first, second) -> float:
 class _EnergyToControls:
     """Energy distances of many well sets to one control sample, sharing the control terms.
 
-    `2 E|X - C|` is the mean over X's wells of each well's mean distance to C, computed once per well; `E|C - C'|`
-    once; only `E|X - X'|` is computed per set.
+    `2 E|X - C|` is the mean over X's wells of each well's mean distance to C, computed once per well of `wells`
+    (the wells sets may hold); `E|C - C'|` once; only `E|X - X'|` is computed per set.
     """
 
-    def __init__(self, features: np.ndarray, controls: np.ndarray, device: str, dtype: torch.dtype):
+    def __init__(self, features: np.ndarray, controls: np.ndarray, wells: np.ndarray, device: str,
+                 dtype: torch.dtype):
         self.features = torch.as_tensor(features, dtype=dtype, device=device)
-        self.controls = torch.as_tensor(controls, dtype=dtype, device=device)
-        self.control_term = float(torch.cdist(self.controls, self.controls).mean())
+        controls = torch.as_tensor(controls, dtype=dtype, device=device)
+        self.control_term = float(torch.cdist(controls, controls).mean())
         self.mean_to_controls = torch.full((len(features),), float("nan"), dtype=dtype, device=device)
-
-    def _ensure_mean_to_controls(self, wells: np.ndarray) -> None:
-        wells = np.unique(wells)
-        known = self.mean_to_controls[torch.as_tensor(wells, device=self.features.device)]
-        missing = wells[torch.isnan(known).cpu().numpy()]
-        chunk = max(1, (1 << 24) // max(1, len(self.controls)))
-        for start in range(0, len(missing), chunk):
-            index = torch.as_tensor(missing[start : start + chunk], device=self.features.device)
-            self.mean_to_controls[index] = torch.cdist(self.features[index], self.controls).mean(dim=1)
+        chunk = max(1, (1 << 24) // max(1, len(controls)))
+        for start in range(0, len(wells), chunk):
+            index = torch.as_tensor(wells[start : start + chunk], device=device)
+            self.mean_to_controls[index] = torch.cdist(self.features[index], controls).mean(dim=1)
 
     def __call__(self, sets: np.ndarray) -> np.ndarray:
         """float [sets]: energy distance of each row's wells (int [sets, k]) to the controls."""
-        self._ensure_mean_to_controls(sets.ravel())
         size = sets.shape[1]
         out = np.empty(len(sets))
         chunk = max(1, (1 << 23) // (size * max(size, self.features.shape[1])))
@@ -370,7 +366,7 @@ def signal_magnitude_benchmark(
     sampled_controls = np.sort(rng.choice(control_wells, min(max_controls, len(control_wells)), replace=False))
     queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
     dtype = torch.float64 if device == "cpu" else torch.float32
-    distance = _EnergyToControls(features, features[sampled_controls], device, dtype)
+    distance = _EnergyToControls(features, features[sampled_controls], queries.pool, device, dtype)
 
     used_wells = [
         wells if len(wells) <= max_replicates else np.sort(rng.choice(wells, max_replicates, replace=False))
