@@ -23,10 +23,8 @@ reaches `--min-cosine`.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -41,9 +39,6 @@ NUM_SHARDS = 35
 METADATA_FILE = "metadata_rxrx3_core.csv"
 PUBLISHED_FILE = "OpenPhenom_rxrx3_core_embeddings.parquet"
 MODEL_FILES = ("config.json", "model.safetensors")
-CHANNELS = 6
-# `{experiment}/Plate{plate}/{address}_s{site}_{channel}`, e.g. gene-001/Plate1/AA02_s1_3
-KEY_PATTERN = re.compile(r"^(?P<experiment>[^/]+)/Plate(?P<plate>\d+)/(?P<address>[A-Za-z]+\d+)_s\d+_(?P<ch>\d+)$")
 CONTROL_TREATMENTS = ("EMPTY_control",)
 
 
@@ -53,7 +48,7 @@ class VerificationUnavailable(RuntimeError):
 
 def shard_file(index: int) -> str:
     if not 0 <= index < NUM_SHARDS:
-        raise ValueError(f"--shard must be in 0..{NUM_SHARDS - 1}, got {index}")
+        raise ValueError(f"the shard index must be in 0..{NUM_SHARDS - 1}, got {index}")
     return f"data/train-{index:05d}-of-{NUM_SHARDS:05d}.parquet"
 
 
@@ -121,63 +116,26 @@ class ShardWells:
     Attributes:
         well_ids: `{experiment}_{plate}_{address}` per well (the metadata's `well_id`).
         images: uint8 [wells, 6, H, W], channels 1..6.
-        skipped: reasons -> counts (bad keys, undecodable images, incomplete wells).
+        stats: the reader's counts (`phenom_data.WellStats.to_dict()`: yielded, skipped by reason, bad rows).
     """
 
     well_ids: list[str]
     images: np.ndarray
-    skipped: dict[str, int]
+    stats: dict
 
 
-def _image_bytes(value) -> bytes | None:
-    if isinstance(value, dict):  # the datasets Image feature: {"bytes": ..., "path": ...}
-        value = value.get("bytes")
-    return value if isinstance(value, (bytes, bytearray)) else None
+def read_shard_wells(directory: str | Path, data_file: str, max_wells: int) -> ShardWells:
+    """The first `max_wells` complete wells of one shard (`data_file`, relative to an RxRx3-core `directory`)."""
+    from itertools import islice
 
+    from phenom_data import RxRx3CoreWells
 
-def read_shard_wells(path: str | Path, max_wells: int) -> ShardWells:
-    """The first `max_wells` wells of an RxRx3-core shard whose six channels all decode, whatever the row order."""
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    pending: dict[str, dict[int, np.ndarray]] = {}
-    complete: list[str] = []
-    images: dict[str, np.ndarray] = {}
-    skipped = {"bad_key": 0, "undecodable_image": 0, "incomplete_well": 0}
-    broken: set[str] = set()
-    parquet = pq.ParquetFile(path)
-    missing = {"__key__", "jp2"} - set(parquet.schema_arrow.names)
-    if missing:
-        raise ValueError(f"{path} is not an RxRx3-core shard: it lacks column(s) {sorted(missing)}")
-    for batch in parquet.iter_batches(columns=["__key__", "jp2"], batch_size=CHANNELS * 64):
-        for key, value in zip(batch.column("__key__").to_pylist(), batch.column("jp2").to_pylist(), strict=True):
-            match = KEY_PATTERN.match(key or "")
-            if match is None or not 1 <= int(match["ch"]) <= CHANNELS:
-                skipped["bad_key"] += 1
-                continue
-            well_id = f"{match['experiment']}_{match['plate']}_{match['address']}"
-            if well_id in images or well_id in broken:
-                continue
-            try:
-                channel = np.asarray(Image.open(io.BytesIO(_image_bytes(value))).convert("L"))
-            except Exception:  # PIL raises several types for corrupt or missing bytes
-                skipped["undecodable_image"] += 1
-                broken.add(well_id)
-                pending.pop(well_id, None)
-                continue
-            channels = pending.setdefault(well_id, {})
-            channels[int(match["ch"])] = channel
-            if len(channels) == CHANNELS:
-                images[well_id] = np.stack([channels[number] for number in range(1, CHANNELS + 1)])
-                complete.append(well_id)
-                del pending[well_id]
-                if len(complete) == max_wells:
-                    skipped["incomplete_well"] = len(pending)
-                    return ShardWells(complete, np.stack([images[well] for well in complete]), skipped)
-    skipped["incomplete_well"] = len(pending)
-    if not complete:
-        raise ValueError(f"{path} holds no complete well (skipped: {skipped})")
-    return ShardWells(complete, np.stack([images[well] for well in complete]), skipped)
+    source = RxRx3CoreWells(directory, metadata=False, data_files=data_file)
+    wells = list(islice(iter(source), max_wells))
+    if not wells:
+        raise ValueError(f"{Path(directory) / data_file} holds no complete well ({source.stats.to_dict()})")
+    images = np.stack([well.image for well in wells])
+    return ShardWells([well.well_id for well in wells], images, source.stats.to_dict())
 
 
 # --- 3. embeddings -------------------------------------------------------------------------------------------------
@@ -359,8 +317,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     )
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = AutoModel.from_pretrained(args.model, cache_dir=args.cache_dir)
-    wells = read_shard_wells(shard_path, args.wells)
-    print(f"read {len(wells.well_ids)} wells from {shard_file(args.shard)} (skipped: {wells.skipped})")
+    snapshot = shard_path.parents[1]  # <snapshot>/data/train-000NN-of-00035.parquet: the shard in the Hub layout
+    wells = read_shard_wells(snapshot, shard_file(args.shard), args.wells)
+    print(f"read {len(wells.well_ids)} wells from {shard_file(args.shard)} ({wells.stats})")
     embeddings = embed_wells(model, wells.images, batch_size=args.batch_size, device=device)
     columns = [f"feature_{index}" for index in range(embeddings.shape[1])]
     ours = pd.DataFrame(embeddings, index=pd.Index(wells.well_ids, name="well_id"), columns=columns)
@@ -372,7 +331,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "shard": shard_file(args.shard),
         "device": device,
         "recipe": "4 x 256 px tiles per 512 px well, pooler_output (mean of patch tokens), mean over tiles; fp32",
-        "skipped": wells.skipped,
+        "reader": wells.stats,
         **compare_embeddings(ours, published, metadata),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -404,6 +363,7 @@ __all__ = [
     "main",
     "preflight",
     "read_published",
+    "ShardWells",
     "read_shard_wells",
     "required_files",
     "shard_file",

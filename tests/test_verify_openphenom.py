@@ -125,7 +125,8 @@ def test_whole_run_on_a_local_hub_cache_agrees_with_the_recipe(hub_cache, tmp_pa
     report = json.loads((out / "report.json").read_text())
     assert report["wells_compared"] == 3 and report["wells_missing_from_published"] == 0
     assert report["raw"]["min"] > 0.99999
-    assert report["skipped"] == {"bad_key": 1, "undecodable_image": 0, "incomplete_well": 1}
+    assert report["reader"]["yielded"] == 3
+    assert report["reader"]["skipped"] == {"missing_channel": 1} and report["reader"]["bad_rows"] == {"bad_key": 1}
     assert report["aligned"]["wells"] == 0 and "raise --wells" in report["aligned"]["reason"]
     ours = pd.read_parquet(out / "ours.parquet")
     assert set(ours["well_id"]) == {"gene-001_1_AA41", "gene-001_1_B02", "compound-002_3_C03"}
@@ -147,15 +148,15 @@ def test_offline_without_the_files_fails_before_any_heavy_import(tmp_path):
 
 def test_shard_reader_assembles_wells_in_any_row_order_and_plain_binary_images(tmp_path):
     wells = sample_wells()
-    write_shard(tmp_path / "shard.parquet", wells, struct=False)
-    read = read_shard_wells(tmp_path / "shard.parquet", max_wells=2)
+    (tmp_path / "data").mkdir()
+    write_shard(tmp_path / shard_file(3), wells, struct=False)
+    read = read_shard_wells(tmp_path, shard_file(3), max_wells=2)
     assert len(read.well_ids) == 2 and read.images.shape == (2, 6, 512, 512) and read.images.dtype == np.uint8
     for well_id, images in zip(read.well_ids, read.images, strict=True):
         experiment, plate, address = well_id.split("_")
         assert np.array_equal(images, wells[f"{experiment}/Plate{plate}/{address}"])
-    pq.write_table(pa.table({"key": ["x"]}), tmp_path / "other.parquet")
-    with pytest.raises(ValueError, match="lacks column"):
-        read_shard_wells(tmp_path / "other.parquet", max_wells=1)
+    with pytest.raises(ValueError, match="shard index"):
+        shard_file(35)
 
 
 def embedding_tables(seed=0, wells_per_experiment=60, dimensions=6):
