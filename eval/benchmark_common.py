@@ -1,44 +1,21 @@
-"""What the map benchmarks of paper.md §4b-4d share: their typed result, perturbation keys and unit rows.
+"""What the benchmarks of paper.md §4b-4d share: perturbation keys, unit rows, checks, recipe text.
 
-Every benchmark function returns a `BenchmarkResult`: four plain dicts that `phenom eval` merges into the results
-JSON of DESIGN §6 (`metrics`, `metrics_std`, `baselines`, `counts`). It is a `NamedTuple`, so
-`metrics, metrics_std, baselines, counts = benchmark(...)` works as well as attribute access.
+Every benchmark function returns `eval.context.BenchmarkResult`: four plain dicts that `phenom eval` merges into the
+results JSON of DESIGN §6 (`metrics`, `metrics_std`, `baselines`, `counts`). It is a `NamedTuple`, so
+`metrics, metrics_std, baselines, counts = benchmark(...)` works as well as attribute access; a map that lacks what a
+benchmark needs raises `BenchmarkNotApplicable` (a `ValueError`), which `phenom eval` records in `counts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from eval.context import BenchmarkNotApplicable, BenchmarkResult
+
 CONTROL_PERTURBATIONS = ("EMPTY_control", "CRISPR_control")
-
-
-class BenchmarkNotApplicable(ValueError):
-    """The map lacks what a benchmark needs (e.g. no compound profiles for compound-gene activity).
-
-    `phenom eval` records the reason in `counts` and goes on with the other benchmarks; a direct caller sees an
-    ordinary `ValueError` that names what is missing.
-    """
-
-
-class BenchmarkResult(NamedTuple):
-    """One benchmark's contribution to a results JSON.
-
-    Attributes:
-        metrics: metric name -> value (the mean over seeds where the benchmark samples).
-        metrics_std: metric name -> standard deviation over seeds (ddof = 1); absent for unsampled metrics.
-        baselines: metric name -> the random baseline's value on the same sampled sets.
-        counts: flat: how many items entered, were skipped (and why), as ints; the recipe as one string
-            (`<benchmark>_recipe`, see `recipe_text`).
-    """
-
-    metrics: dict[str, float]
-    metrics_std: dict[str, float]
-    baselines: dict[str, float]
-    counts: dict[str, object]
 
 
 def check_features(features, metadata: pd.DataFrame, what: str = "features") -> np.ndarray:

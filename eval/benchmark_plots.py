@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eval.replicate_consistency import ReplicateCosines
+from eval.replicate_consistency import ReplicateCosines, context_cosines
 
 COMPOUND_GENE_PREFIX = "compound_gene_"
 
@@ -106,4 +106,19 @@ def plot_replicate_cosines(
     return _save_atomically(figure, path)
 
 
-__all__ = ["plot_compound_gene", "plot_replicate_cosines"]
+def plot_context_benchmarks(context, metrics, metrics_std, baselines, folder: str | Path, title: str) -> list[Path]:
+    """`phenom eval`'s plots of these benchmarks beside a results.json: `compound_gene.png` and
+    `replicate_cosines.png`, each only when its metrics were computed."""
+    folder, written = Path(folder), []
+    if any(name.startswith(f"{COMPOUND_GENE_PREFIX}ap_") for name in metrics):
+        written.append(plot_compound_gene(metrics, metrics_std, baselines, folder / "compound_gene.png",
+                                          title=f"Compound-gene activity: {title}"))
+    if "replicate_consistency_ks" in metrics:
+        written.append(plot_replicate_cosines(context_cosines(context), folder / "replicate_cosines.png",
+                                              ks=metrics["replicate_consistency_ks"],
+                                              cm=metrics.get("replicate_consistency_cm"),
+                                              title=f"Replicate consistency: {title}"))
+    return written
+
+
+__all__ = ["plot_compound_gene", "plot_context_benchmarks", "plot_replicate_cosines"]

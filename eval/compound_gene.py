@@ -58,9 +58,9 @@ def load_compound_gene_interactions(path: str | Path | None = None) -> pd.DataFr
     `path` defaults to the bundled `phenom_data/annotations/compound_gene_interactions.csv`.
     """
     if path is None:
-        from phenom_data import ANNOTATIONS_DIR
+        from eval.recall import default_annotations_dir  # finds phenom_data/annotations without importing torch
 
-        path = Path(ANNOTATIONS_DIR) / "compound_gene_interactions.csv"
+        path = default_annotations_dir() / "compound_gene_interactions.csv"
     table = pd.read_csv(path)
     return check_interactions(table, source=str(path))
 
@@ -426,10 +426,24 @@ def compound_gene_benchmark(
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 
 
+def benchmark(context) -> BenchmarkResult:
+    """`phenom eval`'s hook: the perturbation map of an `EvalContext`, its annotations folder's
+    `compound_gene_interactions.csv` (the bundled one if the folder has none), its `compound_gene_seeds`."""
+    if not context.compound_gene_seeds:
+        raise BenchmarkNotApplicable("compound-gene activity samples negatives per seed: give at least one seed")
+    path = Path(context.annotations_dir) / "compound_gene_interactions.csv"
+    interactions = load_compound_gene_interactions(path if path.is_file() else None)
+    profiles = context.perturbation_map
+    metadata = pd.DataFrame({"perturbation": profiles.labels, "concentration": profiles.concentrations})
+    return compound_gene_benchmark(profiles.features, metadata, interactions=interactions,
+                                   seeds=context.compound_gene_seeds)
+
+
 __all__ = [
     "ACTIVITY_THRESHOLD_NM",
     "DEFAULT_SEEDS",
     "CompoundPlan",
+    "benchmark",
     "INACTIVITY_THRESHOLD_NM",
     "MIN_NEGATIVES",
     "RXRX3_CORE_CONCENTRATIONS",

@@ -50,7 +50,8 @@ class EvalContext:
         perturbation_map: the aggregated map, one row per (perturbation type, perturbation, concentration).
         annotations_dir: folder of the annotation files (`CORUM.txt`, ..., `compound_gene_interactions.csv`).
         null: `genes` or `all-rows`, the null of the known-relationship recall.
-        seeds: seeds for every random baseline or sampling, the same for every benchmark.
+        seeds: seeds for every random baseline or sampling, the same for every benchmark but compound-gene.
+        compound_gene_seeds: seeds of the compound-gene negative sampling (the RxRx3-core notebook's 0..99).
         correction: the batch correction applied (`none`, `centerscale`, `pca-centerscale`, `tvn`).
         aggregation: `mean` or `median`.
     """
@@ -63,6 +64,7 @@ class EvalContext:
     annotations_dir: Path
     null: str = "genes"
     seeds: tuple[int, ...] = tuple(range(10))
+    compound_gene_seeds: tuple[int, ...] = tuple(range(100))
     correction: str = "pca-centerscale"
     aggregation: str = "mean"
 

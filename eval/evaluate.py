@@ -15,11 +15,9 @@ Adding a benchmark (the hook): write a module `eval/<name>.py` with a function
 
 that reads what it needs from `EvalContext` (corrected well embeddings and metadata, control mask, batches, the
 perturbation map, annotations folder, seeds) and returns `BenchmarkResult(metrics, metrics_std, baselines, counts)`,
-four flat dicts; then add it to `BENCHMARKS` below under a name. A function with its own arguments joins through a
-one-line adapter, e.g.
-
-    "compound_gene": lambda context: compound_gene_benchmark(
-        context.perturbation_map.features, context.perturbation_map.metadata(), seeds=context.seeds),
+four flat dicts; then add it to `BENCHMARKS` below under a name. A benchmark function with its own arguments joins
+through a small adapter of that shape in its module (`compound_gene.benchmark`, `replicate_consistency.benchmark`,
+`perturbation_signal.consistency_benchmark` and `.magnitude_benchmark` read the context and call the plain function).
 
 `run_benchmarks` calls each once per embeddings file and merges the dicts into the results JSON (a metric name
 reported twice is an error); a benchmark that raises `BenchmarkNotApplicable` is skipped with its reason recorded in
@@ -36,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import recall
+from . import compound_gene, perturbation_signal, recall, replicate_consistency
 from .aggregate import AGGREGATIONS, aggregate, is_control, perturbation_labels
+from .benchmark_plots import plot_context_benchmarks
 from .context import BenchmarkNotApplicable, BenchmarkResult, EvalContext
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import WellEmbeddings, block_from_path, join_metadata, read_embeddings, read_metadata
@@ -47,8 +46,13 @@ from .results import EvalResults, merge_benchmark_results, write_results
 # The benchmarks `phenom eval` runs, in order: name -> `benchmark(context) -> BenchmarkResult`.
 BENCHMARKS = {
     "recall": recall.benchmark,
+    "replicate_consistency": replicate_consistency.benchmark,
+    "compound_gene": compound_gene.benchmark,
+    "signal_consistency": perturbation_signal.consistency_benchmark,
+    "signal_magnitude": perturbation_signal.magnitude_benchmark,
 }
 DEFAULT_NUM_SEEDS = 10
+DEFAULT_COMPOUND_GENE_SEEDS = 100  # the RxRx3-core notebook's seeds 0..99 (about 5 s at RxRx3-core size)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class EvalOptions:
     batch_column: str = "experiment_name"
     control_key: str = "EMPTY_control"
     num_seeds: int = DEFAULT_NUM_SEEDS
+    compound_gene_seeds: int = DEFAULT_COMPOUND_GENE_SEEDS
     min_controls: int = MIN_CONTROLS_PER_BATCH
     model_name: str | None = None
     dataset_name: str | None = None
@@ -97,6 +102,7 @@ def build_context(embeddings: WellEmbeddings, metadata: pd.DataFrame, options: E
         annotations_dir=Path(options.annotations_dir),
         null=options.null,
         seeds=tuple(range(options.num_seeds)),
+        compound_gene_seeds=tuple(range(options.compound_gene_seeds)),
         correction=options.correction,
         aggregation=options.aggregation,
     )
@@ -185,6 +191,7 @@ def evaluate(embeddings: list[str | Path], metadata: str | Path, out_dir: str | 
             if heatmap is None:
                 print(f"note: no complex heatmap ({clusters} is missing or none of its complexes has 3 genes in the "
                       "map)", file=sys.stderr)
+            plot_context_benchmarks(context, results.metrics, results.metrics_std, results.baselines, folder, title)
         all_results.append(results)
     if options.plots:
         plot_recall(all_results, out_dir / "recall.png")
@@ -207,8 +214,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog,
         description="Evaluate well embeddings (official layout: well_id, feature_0 ...) with the paper's "
                     "benchmarks: batch correction on control wells, aggregation to perturbations, "
-                    "known-relationship recall (CORUM, HuMAP, Reactome, SIGNOR, StringDB); writes results.json "
-                    "and plots. No model needed.",
+                    "known-relationship recall (CORUM, HuMAP, Reactome, SIGNOR, StringDB), replicate consistency "
+                    "(KS, Cramer-von Mises), compound-gene activity (AP, ROC-AUC per concentration), perturbation "
+                    "signal consistency and magnitude; writes results.json and plots. No model needed.",
     )
     parser.add_argument("--embeddings", nargs="+", required=True, metavar="FILE",
                         help="embeddings parquet file(s); several files must be named <name>_block<k>.parquet")
@@ -232,6 +240,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"fewest control wells a batch may have (default: {MIN_CONTROLS_PER_BATCH})")
     parser.add_argument("--seeds", type=int, default=DEFAULT_NUM_SEEDS, metavar="N",
                         help=f"seeds 0..N-1 for random baselines (default: {DEFAULT_NUM_SEEDS})")
+    parser.add_argument("--compound-gene-seeds", type=int, default=DEFAULT_COMPOUND_GENE_SEEDS, metavar="N",
+                        help="seeds 0..N-1 for the compound-gene negative sampling and its random baseline "
+                             f"(default: {DEFAULT_COMPOUND_GENE_SEEDS}, as the RxRx3-core benchmark notebook)")
     parser.add_argument("--model-name", help="model name in results.json (default: from the embeddings file)")
     parser.add_argument("--dataset-name", help="dataset name in results.json (default: from the files)")
     parser.add_argument("--merge-duplicate-wells", action="store_true",
@@ -242,11 +253,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    if args.seeds < 0:
-        raise SystemExit(f"{prog or 'phenom eval'}: --seeds must be >= 0")
+    if args.seeds < 0 or args.compound_gene_seeds < 0:
+        raise SystemExit(f"{prog or 'phenom eval'}: --seeds and --compound-gene-seeds must be >= 0")
     options = EvalOptions(
         correction=args.correction, aggregation=args.aggregate, annotations_dir=args.annotations, null=args.null,
         batch_column=args.batch_column, control_key=args.control_key, num_seeds=args.seeds,
+        compound_gene_seeds=args.compound_gene_seeds,
         min_controls=args.min_controls, model_name=args.model_name, dataset_name=args.dataset_name,
         plots=not args.no_plots, merge_duplicate_wells=args.merge_duplicate_wells,
     )

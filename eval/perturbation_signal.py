@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from eval.benchmark_common import (
     CONTROL_PERTURBATIONS,
@@ -275,18 +274,35 @@ def _check_null(null: str, negative_control_perturbations, min_replicates: int, 
 # --- magnitude -----------------------------------------------------------------------------------------------------
 
 
+def _pairwise_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Euclidean distances [..., n, m] between rows of [..., n, D] and [..., m, D] (batched), float64."""
+    squared = (
+        np.einsum("...ij,...ij->...i", first, first)[..., :, None]
+        + np.einsum("...ij,...ij->...i", second, second)[..., None, :]
+        - 2.0 * first @ np.swapaxes(second, -1, -2)
+    )
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _mean_within_distance(sets: np.ndarray) -> np.ndarray:
+    """float [sets]: mean distance over all ordered pairs of each set [sets, k, D], self-pairs (0) included."""
+    distances = _pairwise_distances(sets, sets)
+    diagonal = np.arange(sets.shape[1])
+    distances[:, diagonal, diagonal] = 0.0  # exact zeros: the Gram form leaves rounding noise on the diagonal
+    return distances.mean(axis=(1, 2))
+
+
 def energy_distance(first, second) -> float:
     """Energy distance between two samples [n, D] and [m, D]: 2 E|X - Y| - E|X - X'| - E|Y - Y'|.
 
     Means run over all pairs, an item with itself included (V-statistics, as geomloss); this is the square of what
     `scipy.stats.energy_distance` returns for one-dimensional samples.
     """
-    first = torch.as_tensor(np.asarray(first, dtype=np.float64))
-    second = torch.as_tensor(np.asarray(second, dtype=np.float64))
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1]:
-        raise ValueError(f"samples must be [n, D] and [m, D], got {tuple(first.shape)} and {tuple(second.shape)}")
-    cross = torch.cdist(first, second).mean()
-    return float(2 * cross - torch.cdist(first, first).mean() - torch.cdist(second, second).mean())
+        raise ValueError(f"samples must be [n, D] and [m, D], got {first.shape} and {second.shape}")
+    cross = _pairwise_distances(first, second).mean()
+    return float(2 * cross - _mean_within_distance(first[None])[0] - _mean_within_distance(second[None])[0])
 
 
 class _EnergyToControls:
@@ -296,28 +312,25 @@ class _EnergyToControls:
     (the wells sets may hold); `E|C - C'|` once; only `E|X - X'|` is computed per set.
     """
 
-    def __init__(self, features: np.ndarray, controls: np.ndarray, wells: np.ndarray, device: str,
-                 dtype: torch.dtype):
-        self.features = torch.as_tensor(features, dtype=dtype, device=device)
-        controls = torch.as_tensor(controls, dtype=dtype, device=device)
-        self.control_term = float(torch.cdist(controls, controls).mean())
-        self.mean_to_controls = torch.full((len(features),), float("nan"), dtype=dtype, device=device)
-        chunk = max(1, (1 << 24) // max(1, len(controls)))
+    def __init__(self, features: np.ndarray, controls: np.ndarray, wells: np.ndarray):
+        self.features = features
+        self.control_term = float(_mean_within_distance(controls[None])[0])
+        self.mean_to_controls = np.full(len(features), np.nan)
+        chunk = max(1, (1 << 22) // max(1, len(controls)))
         for start in range(0, len(wells), chunk):
-            index = torch.as_tensor(wells[start : start + chunk], device=device)
-            self.mean_to_controls[index] = torch.cdist(self.features[index], controls).mean(dim=1)
+            index = wells[start : start + chunk]
+            self.mean_to_controls[index] = _pairwise_distances(features[index], controls).mean(axis=1)
 
     def __call__(self, sets: np.ndarray) -> np.ndarray:
         """float [sets]: energy distance of each row's wells (int [sets, k]) to the controls."""
         size = sets.shape[1]
         out = np.empty(len(sets))
-        chunk = max(1, (1 << 23) // (size * max(size, self.features.shape[1])))
+        chunk = max(1, (1 << 22) // (size * max(size, self.features.shape[1])))
         for start in range(0, len(sets), chunk):
-            index = torch.as_tensor(sets[start : start + chunk], device=self.features.device)
-            members = self.features[index]
-            within = torch.cdist(members, members).mean(dim=(1, 2))
-            cross = self.mean_to_controls[index].mean(dim=1)
-            out[start : start + chunk] = (2 * cross - within - self.control_term).cpu().numpy()
+            members = sets[start : start + chunk]
+            within = _mean_within_distance(self.features[members])
+            cross = self.mean_to_controls[members].mean(axis=1)
+            out[start : start + chunk] = 2 * cross - within - self.control_term
         return out
 
 
@@ -329,6 +342,7 @@ def signal_magnitude_benchmark(
     control_column: str = "perturbation",
     control_values: Sequence[str] = CONTROL_PERTURBATIONS,
     reference_controls: Sequence[str] = ("EMPTY_control",),
+    reference_control_mask: np.ndarray | None = None,
     null: str = "random-wells",
     negative_control_perturbations: Sequence[str] | None = None,
     n_null: int = 200,
@@ -337,7 +351,6 @@ def signal_magnitude_benchmark(
     max_controls: int = MAX_CONTROLS,
     p_threshold: float = P_THRESHOLD,
     seed: int = 0,
-    device: str = "cpu",
 ) -> BenchmarkResult:
     """Fraction of perturbations whose wells sit farther from the controls than the null allows.
 
@@ -345,12 +358,12 @@ def signal_magnitude_benchmark(
         features: float [wells, dimensions], well embeddings after batch correction.
         metadata: one row per well with the perturbation column(s) and `control_column`.
         reference_controls: the `control_column` values of the wells the energy distance is measured to.
+        reference_control_mask: bool [wells], those wells instead (e.g. the controls the correction was fitted on).
         null: `random-wells` or `negative-controls` (then `negative_control_perturbations` names them).
         n_null: random well sets per set size.
         min_replicates: perturbations with fewer wells are skipped and counted (EFAAR: 5).
         max_replicates: larger perturbations are scored on this many of their wells (seeded).
         max_controls: control wells sampled once (seeded) for every distance (EFAAR: 1000).
-        device: torch device for the distances (`cuda` on a GPU machine).
 
     Returns:
         `BenchmarkResult` with `signal_magnitude_fraction`.
@@ -359,14 +372,18 @@ def signal_magnitude_benchmark(
     _check_null(null, negative_control_perturbations, min_replicates, 2)
     if control_column not in metadata:
         raise ValueError(f"metadata lacks {control_column!r}, which names the control wells")
-    control_wells = np.flatnonzero(metadata[control_column].isin(list(reference_controls)).to_numpy())
+    controls_text = ", ".join(reference_controls) if reference_control_mask is None else "the given control wells"
+    if reference_control_mask is None:
+        reference_control_mask = metadata[control_column].isin(list(reference_controls)).to_numpy()
+    elif len(reference_control_mask) != len(metadata):
+        raise ValueError(f"reference_control_mask has {len(reference_control_mask)} entries for {len(metadata)} wells")
+    control_wells = np.flatnonzero(reference_control_mask)
     if len(control_wells) == 0:
         raise BenchmarkNotApplicable(f"signal magnitude needs control wells ({list(reference_controls)}); none found")
     rng = np.random.default_rng(seed)
     sampled_controls = np.sort(rng.choice(control_wells, min(max_controls, len(control_wells)), replace=False))
     queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
-    dtype = torch.float64 if device == "cpu" else torch.float32
-    distance = _EnergyToControls(features, features[sampled_controls], queries.pool, device, dtype)
+    distance = _EnergyToControls(features, features[sampled_controls], queries.pool)
 
     used_wells = [
         wells if len(wells) <= max_replicates else np.sort(rng.choice(wells, max_replicates, replace=False))
@@ -384,7 +401,7 @@ def signal_magnitude_benchmark(
     )
     recipe = {
         "score": "energy distance 2E|X-C| - E|X-X'| - E|C-C'| (V-statistics) to sampled control wells",
-        "controls": ", ".join(reference_controls),
+        "controls": controls_text,
         "max_controls": max_controls,
         "null": null,
         "p": "share of null scores > the score",
@@ -400,9 +417,24 @@ def signal_magnitude_benchmark(
     return _result("signal_magnitude", scored, recipe, p_threshold, extra)
 
 
+def consistency_benchmark(context) -> BenchmarkResult:
+    """`phenom eval`'s hook: `signal_consistency_benchmark` on an `EvalContext`'s corrected wells, its first seed."""
+    return signal_consistency_benchmark(context.well_features, context.well_metadata,
+                                        seed=context.seeds[0] if context.seeds else 0)
+
+
+def magnitude_benchmark(context) -> BenchmarkResult:
+    """`phenom eval`'s hook: `signal_magnitude_benchmark` to the control wells the correction was fitted on."""
+    return signal_magnitude_benchmark(context.well_features, context.well_metadata,
+                                      reference_control_mask=context.is_control,
+                                      seed=context.seeds[0] if context.seeds else 0)
+
+
 __all__ = [
     "NULL_KINDS",
+    "consistency_benchmark",
     "energy_distance",
+    "magnitude_benchmark",
     "random_well_sets",
     "signal_consistency_benchmark",
     "signal_magnitude_benchmark",

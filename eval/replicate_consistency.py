@@ -247,12 +247,48 @@ def replicate_consistency_benchmark(
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 
 
+CONTEXT_BATCH_COLUMN = "correction batch x plate"
+
+
+def _context_inputs(context) -> dict:
+    """Well embeddings and metadata of an `EvalContext`, batches = its correction batches crossed with plates."""
+    metadata = context.well_metadata
+    batch = pd.Series(context.batches, index=metadata.index).astype(str)
+    if "plate" in metadata:
+        batch = batch + "/" + metadata["plate"].astype(str)
+    return {
+        "features": context.well_features,
+        "metadata": metadata.assign(**{CONTEXT_BATCH_COLUMN: batch.to_numpy()}),
+        "batch_columns": (CONTEXT_BATCH_COLUMN,),
+        "aggregate": context.aggregation,
+    }
+
+
+def context_cosines(context) -> ReplicateCosines:
+    """The replicate and null cosines `benchmark(context)` compares, for the context's first seed (for plots)."""
+    inputs = _context_inputs(context)
+    features, metadata = inputs.pop("features"), inputs.pop("metadata")
+    profiles = replicate_profiles(features, metadata, **inputs)
+    return replicate_cosines(profiles, context.seeds[0] if context.seeds else 0)[0]
+
+
+def benchmark(context) -> BenchmarkResult:
+    """`phenom eval`'s hook: corrected well embeddings of an `EvalContext`, its aggregation and seeds."""
+    if not context.seeds:
+        raise BenchmarkNotApplicable("replicate consistency samples null pairs per seed: give at least one seed")
+    inputs = _context_inputs(context)
+    return replicate_consistency_benchmark(inputs.pop("features"), inputs.pop("metadata"), seeds=context.seeds,
+                                           **inputs)
+
+
 __all__ = [
     "DEFAULT_BATCH_COLUMNS",
     "DEFAULT_SEEDS",
     "MAX_PAIRS_PER_PERTURBATION",
     "ReplicateCosines",
     "ReplicateProfiles",
+    "benchmark",
+    "context_cosines",
     "replicate_consistency_benchmark",
     "replicate_cosines",
     "replicate_profiles",

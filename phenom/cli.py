@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "card": ("hub_cards.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
     "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
     "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
-    "eval": ("eval.evaluate", "batch correction, known-relationship recall and plots from an embeddings file"),
+    "eval": ("eval.evaluate", "batch correction, the paper's benchmarks and plots from an embeddings file"),
     "verify-openphenom": (
         "eval.verify_openphenom",
         "embed RxRx3-core wells with the released OpenPhenom and compare with the published embeddings (network)",
