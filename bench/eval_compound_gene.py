@@ -15,11 +15,9 @@ Prints a table and writes JSON (`--out`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from bench.eval_recall import write_json_atomically
 from eval.compound_gene import (
     MAX_CONCENTRATION,
     RXRX3_CORE_CONCENTRATIONS,
@@ -87,13 +86,6 @@ def sklearn_loop(features, metadata, truth, seeds) -> dict[str, np.ndarray]:
             for kind, per_compound in values.items():
                 out[f"{kind}_{name}"][seed_number] = np.mean(per_compound)
     return out
-
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:
