@@ -1,5 +1,5 @@
 """Plots of `phenom eval`: recall per annotation source (per block when several), and the cosine-similarity heatmap
-of the genes of a few known CORUM complexes.
+of the genes of a few known CORUM complexes; of `phenom probe`: balanced accuracy vs block.
 
 Figures are drawn on matplotlib's Agg canvas (`matplotlib.figure.Figure`, no pyplot, so no global backend is
 changed and no display is needed) and written atomically as PNG.
@@ -117,7 +117,29 @@ def plot_complex_heatmap(gene_map: PerturbationMap, clusters_path: str | os.Path
     return _save(figure, path)
 
 
+def plot_probe_curve(balanced_accuracy: dict[int, float], chance: float, best_block: int, path: str | os.PathLike,
+                     title: str = "") -> Path:
+    """Balanced accuracy of the linear probe vs block (numbered from 1), chance as a dashed line, the best block
+    circled."""
+    blocks = sorted(balanced_accuracy)
+    values = [balanced_accuracy[block] for block in blocks]
+    figure = Figure(figsize=(max(4.0, 0.35 * len(blocks) + 2.5), 3.6))
+    axes = figure.add_subplot()
+    axes.plot(blocks, values, marker="o", label="held-out experiments")
+    axes.axhline(chance, color="gray", linestyle="--", label=f"chance ({chance:.3f})")
+    axes.scatter([best_block], [balanced_accuracy[best_block]], s=160, facecolors="none", edgecolors="red",
+                 zorder=3, label=f"best: block {best_block}")
+    axes.set_xlabel("block")
+    axes.set_ylabel("balanced accuracy")
+    axes.set_xticks(blocks)
+    axes.set_ylim(0, max(1.0, max(values)) * 1.02)
+    axes.set_title(title or "Linear probe")
+    axes.legend(fontsize="small")
+    return _save(figure, path)
+
+
 __all__ = [
+    "plot_probe_curve",
     "plot_recall",
     "read_complexes",
     "choose_complexes",

@@ -98,7 +98,10 @@ class EvalResults:
         """A JSON-ready dict: numbers as Python floats and ints (numpy scalars converted)."""
         self.check()
         data = asdict(self)
-        for part in ("metrics", "metrics_std", "baselines"):
+        # Integer metrics stay integers (`probe_best_block` is a block number, which cards print as one).
+        data["metrics"] = {name: int(value) if isinstance(value, numbers.Integral) else float(value)
+                           for name, value in data["metrics"].items()}
+        for part in ("metrics_std", "baselines"):
             data[part] = {name: float(value) for name, value in data[part].items()}
         data["counts"] = {name: int(value) if isinstance(value, numbers.Integral) else value
                           for name, value in data["counts"].items()}

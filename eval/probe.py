@@ -1,0 +1,507 @@
+"""`phenom probe`: block-wise linear probing, the paper's "block search" (paper.md §3).
+
+    phenom probe --model <hub id or dir> --data <dataset> --task gene --out DIR
+    phenom probe --embeddings emb_block1.parquet emb_block2.parquet ... --metadata CSV --task gene --out DIR
+    phenom probe ... --labels labels.csv          # a CSV with columns well_id,label instead of --task
+
+Protocol (paper.md §3; the scikit-learn recipe is the one paper.md proposes, as the paper does not give it):
+
+1. Pooled embeddings (mean of patch tokens) of every block from one forward pass, averaged over each well's views:
+   `phenom embed --blocks all` into `DIR/embeddings/`; or existing per-block files `<name>_block<k>.parquet` in the
+   official layout (`well_id, feature_0 ...`), with no model.
+2. Well means: embedding rows are joined with the metadata on its id column (`well_id`; RxRx1's per-site
+   `site_id` when the metadata has one) and averaged per well (`well_id`): RxRx1's two sites become one well,
+   RxRx3-core rows are wells already. Wells without a label (empty task value, or not in `--labels`) are left out.
+3. Experiment-level split: the experiments (`experiment_name`, or RxRx1's `experiment`) are shuffled with
+   `numpy.random.default_rng(seed)` and the first `max(1, round(test_fraction * n))` are held out (at least one is
+   kept for training), or `--test-experiments` names them. Train and test wells never share an experiment.
+4. Per block: `StandardScaler` fitted on the training wells, `LogisticRegression(class_weight="balanced",
+   max_iter=1000)` (multinomial, lbfgs), scored by balanced accuracy (mean per-class recall) on the held-out wells
+   whose class occurs in training (a class never seen in training cannot be predicted; such wells are counted in
+   `counts.test_wells_unseen_class`).
+5. The best block is the one with the highest balanced accuracy (a tie goes to the shallower block: the cheaper
+   trim); the recommended trim is `trim_encoder_blocks` = the best block (`phenom trim --blocks <best>`).
+
+Chance is `1 / number of training classes` (the balanced accuracy of guessing uniformly), reported as the baseline
+of every block. Writes `DIR/results.json` (DESIGN §6: `probe_balanced_accuracy_block<k>` for every k,
+`probe_best_block`), `DIR/probe_balanced_accuracy.png` (balanced accuracy vs block) and `DIR/split.json` (the
+experiments of each side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
+from .embeddings_file import WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
+from .plots import plot_probe_curve
+from .results import EvalResults, write_results
+from .well_labels import experiment_column_of, has_label
+
+SITE_ID_COLUMN = "site_id"  # RxRx1: one embedding row per site, two sites per well
+DEFAULT_TEST_FRACTION = 0.25
+MAX_ITER = 1000
+EMBEDDINGS_SUBDIR = "embeddings"
+EMBEDDINGS_NAME = "embeddings"
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def read_block_files(paths: list[str | os.PathLike]) -> dict[int, WellEmbeddings]:
+    """`{block: embeddings}` from per-block files; the block is the file's provenance `block`, else the `_block<k>`
+    of its name. Every file must hold the same wells."""
+    by_block: dict[int, WellEmbeddings] = {}
+    for path in paths:
+        embeddings = read_embeddings(path)
+        block = embeddings.provenance.get("block", block_from_path(path)[1])
+        if block is None:
+            if len(paths) > 1:
+                raise ValueError(f"{path}: with several embeddings files each must be named <name>_block<k>.parquet")
+            block = 1
+            print(f"note: {path} names no block; it is reported as block 1", file=sys.stderr)
+        block = int(block)
+        if block in by_block:
+            raise ValueError(f"two embeddings files for block {block} ({path})")
+        by_block[block] = embeddings
+    reference_block = min(by_block)
+    reference = set(by_block[reference_block].well_ids)
+    for block, embeddings in by_block.items():
+        if set(embeddings.well_ids) != reference:
+            raise ValueError(f"block {block} and block {reference_block} embed different wells "
+                             f"({len(set(embeddings.well_ids) ^ reference)} differ); probe files of one run")
+    return dict(sorted(by_block.items()))
+
+
+def read_probe_metadata(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
+    """The metadata CSV and the column that names an embedding row: `site_id` when present (RxRx1), else
+    `well_id`. The id column must be unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata file not found: {path}")
+    metadata = pd.read_csv(path, low_memory=False, dtype={WELL_ID_COLUMN: str, SITE_ID_COLUMN: str})
+    id_column = SITE_ID_COLUMN if SITE_ID_COLUMN in metadata.columns else WELL_ID_COLUMN
+    if id_column not in metadata.columns:
+        raise ValueError(f"{path}: no '{WELL_ID_COLUMN}' column (columns: {list(metadata.columns)})")
+    repeated = metadata[id_column].duplicated(keep=False)
+    if repeated.any():
+        raise ValueError(f"{path}: {id_column} values occur in several rows, e.g. "
+                         f"{list(metadata.loc[repeated, id_column].unique()[:5])}")
+    return metadata, id_column
+
+
+def read_labels(path: str | os.PathLike) -> pd.Series:
+    """A labels CSV (`well_id,label`) -> `Series(label, index=well_id)` as text."""
+    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {WELL_ID_COLUMN, "label"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"{path}: a labels CSV has columns well_id,label; missing {sorted(missing)}")
+    repeated = labels[WELL_ID_COLUMN].duplicated(keep=False)
+    if repeated.any():
+        raise ValueError(f"{path}: well_id values occur in several rows, e.g. "
+                         f"{list(labels.loc[repeated, WELL_ID_COLUMN].unique()[:5])}")
+    return labels.set_index(WELL_ID_COLUMN)["label"]
+
+
+@dataclass
+class ProbeTable:
+    """Well-level probe input.
+
+    Args:
+        well_ids: `[num_wells]` well ids (the metadata's `well_id`).
+        labels: `[num_wells]` class of each well, as text.
+        experiments: `[num_wells]` experiment of each well, as text.
+        features: `{block: [num_wells, hidden_size] float64}` well means.
+        unlabeled_wells: wells left out because they have no label.
+    """
+
+    well_ids: np.ndarray
+    labels: np.ndarray
+    experiments: np.ndarray
+    features: dict[int, np.ndarray]
+    unlabeled_wells: int = 0
+
+
+def _one_per_well(values: pd.Series, codes: np.ndarray, what: str, well_ids: np.ndarray) -> np.ndarray:
+    frame = pd.DataFrame({"code": codes, "value": values.to_numpy()})
+    distinct = frame.groupby("code")["value"].nunique(dropna=False)
+    if (distinct > 1).any():
+        bad = well_ids[distinct.index[distinct > 1].to_numpy()[:5]]
+        raise ValueError(f"the rows of a well disagree on its {what}, e.g. wells {list(bad)}")
+    return frame.groupby("code")["value"].first().to_numpy()
+
+
+def well_table(by_block: dict[int, WellEmbeddings], metadata: pd.DataFrame, id_column: str, experiment_column: str,
+               task: str | None = None, labels: pd.Series | None = None, correction: str = "none",
+               control_key: str = "EMPTY_control", min_controls: int = MIN_CONTROLS_PER_BATCH) -> ProbeTable:
+    """Join the embeddings with the metadata, average rows per well, attach labels (a metadata column `task`, or
+    `labels` indexed by well id) and apply the batch correction (per experiment, fitted on its control wells)."""
+    if (task is None) == (labels is None):
+        raise ValueError("give either a task column or a labels table")
+    first = next(iter(by_block.values()))
+    positions = pd.Index(metadata[id_column]).get_indexer(first.well_ids)
+    if (positions < 0).any():
+        missing = first.well_ids[positions < 0]
+        raise ValueError(f"{len(missing)} of {first.num_wells} embedded rows are not in the metadata "
+                         f"({id_column}), e.g. {list(missing[:5])}; embeddings and metadata must match")
+    rows = metadata.iloc[positions].reset_index(drop=True)
+    codes, well_ids = pd.factorize(rows[WELL_ID_COLUMN].astype(str), sort=True)
+    well_ids = np.asarray(well_ids, dtype=object)
+    counts = np.bincount(codes, minlength=len(well_ids)).astype(np.float64)
+    features = {}
+    for block, embeddings in by_block.items():
+        order = pd.Index(embeddings.well_ids).get_indexer(first.well_ids)
+        sums = np.zeros((len(well_ids), embeddings.features.shape[1]))
+        np.add.at(sums, codes, embeddings.features[order].astype(np.float64))
+        features[block] = sums / counts[:, None]
+    experiments = _one_per_well(rows[experiment_column].astype(str), codes, experiment_column, well_ids)
+    if task is not None:
+        if task not in rows.columns:
+            raise ValueError(f"task column '{task}' is not in the metadata (columns: {list(rows.columns)})")
+        well_labels = _one_per_well(rows[task], codes, f"'{task}'", well_ids)
+    else:
+        well_labels = labels.reindex(well_ids).to_numpy(dtype=object)
+    labelled = np.array([has_label(label) for label in well_labels], dtype=bool)
+    if correction != "none":
+        if "treatment" not in rows.columns:
+            raise ValueError(f"--correction {correction} fits on control wells (treatment '{control_key}') but the "
+                             "metadata has no 'treatment' column; use --correction none")
+        controls = _one_per_well(rows["treatment"].astype(str), codes, "treatment", well_ids) == control_key
+        features = {block: correct(values, controls, experiments, correction, min_controls)
+                    for block, values in features.items()}
+    return ProbeTable(well_ids=well_ids[labelled], labels=np.asarray([str(label) for label in well_labels[labelled]],
+                                                                       dtype=object),
+                      experiments=experiments[labelled], features={b: v[labelled] for b, v in features.items()},
+                      unlabeled_wells=int((~labelled).sum()))
+
+
+# ----------------------------------------------------------------------------------------------- the probe
+@dataclass
+class ExperimentSplit:
+    """Experiments used to train the probe and experiments held out to score it."""
+
+    train: list[str]
+    test: list[str]
+    seed: int
+
+
+def split_experiments(experiments, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0,
+                      test_experiments: list[str] | None = None) -> ExperimentSplit:
+    """A seeded experiment-level split (see the module docstring); at least one experiment on each side."""
+    names = sorted(set(map(str, experiments)))
+    if len(names) < 2:
+        raise ValueError(f"the labelled wells come from {len(names)} experiment(s) ({', '.join(names) or 'none'}); "
+                         "a held-out split needs at least 2 experiments (one to train on, one to test on)")
+    if test_experiments:
+        unknown = sorted(set(test_experiments) - set(names))
+        if unknown:
+            raise ValueError(f"--test-experiments {unknown} have no labelled wells; experiments: {names}")
+        test = sorted(set(test_experiments))
+        if len(test) == len(names):
+            raise ValueError("--test-experiments names every experiment; leave at least one for training")
+    else:
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+        shuffled = [names[index] for index in np.random.default_rng(seed).permutation(len(names))]
+        num_test = min(len(names) - 1, max(1, round(test_fraction * len(names))))
+        test = sorted(shuffled[:num_test])
+    return ExperimentSplit(train=[name for name in names if name not in test], test=test, seed=seed)
+
+
+def balanced_accuracy_of_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                               test_labels: np.ndarray, seed: int = 0, max_iter: int = MAX_ITER) -> tuple[float, bool]:
+    """Fit `StandardScaler` + class-balanced `LogisticRegression` on the training wells; return the balanced accuracy
+    on the test wells and whether lbfgs converged."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_features)
+    classifier = LogisticRegression(class_weight="balanced", max_iter=max_iter, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        classifier.fit(scaler.transform(train_features), train_labels)
+    converged = not any(issubclass(warning.category, ConvergenceWarning) for warning in caught)
+    predictions = classifier.predict(scaler.transform(test_features))
+    with warnings.catch_warnings():
+        # Predicting a training class that no test well has is a plain error of the probe, not a problem.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(test_labels, predictions)), converged
+
+
+@dataclass
+class ProbeResult:
+    """Balanced accuracy per block on the held-out experiments.
+
+    Args:
+        balanced_accuracy: `{block: balanced accuracy}`.
+        best_block: the block with the highest balanced accuracy (the shallowest on a tie).
+        chance: `1 / num_classes`, the balanced accuracy of uniform guessing.
+        split: the experiments on each side.
+        counts: sizes behind the numbers (wells, classes, experiments, ...).
+        not_converged: blocks where lbfgs stopped at `max_iter`.
+    """
+
+    balanced_accuracy: dict[int, float]
+    best_block: int
+    chance: float
+    split: ExperimentSplit
+    counts: dict
+    not_converged: list[int]
+
+
+def run_probe(table: ProbeTable, split: ExperimentSplit, seed: int = 0, max_iter: int = MAX_ITER,
+              show_progress: bool = True) -> ProbeResult:
+    """Train and score the probe of every block of `table` on `split`."""
+    from tqdm.auto import tqdm
+
+    classes = np.unique(table.labels)
+    if len(classes) == 0:
+        raise ValueError("no well has a label: the task column is empty for every embedded well")
+    if len(classes) == 1:
+        raise ValueError(f"the task has one class ({classes[0]!r}) among {len(table.labels)} labelled wells; "
+                         "a probe needs at least two classes")
+    train = np.isin(table.experiments, split.train)
+    test = np.isin(table.experiments, split.test)
+    train_classes = np.unique(table.labels[train])
+    if len(train_classes) < 2:
+        raise ValueError(f"the training experiments {split.train} hold {len(train_classes)} class(es); "
+                         "the probe needs at least two: choose other --test-experiments or another task")
+    seen = test & np.isin(table.labels, train_classes)
+    if not seen.any():
+        raise ValueError(f"no well of the held-out experiments {split.test} has a class seen in training: pick a "
+                         "task whose classes recur across experiments (RxRx1's siRNA, a gene screened in several "
+                         "experiments), or other --test-experiments")
+    scores, not_converged = {}, []
+    for block in tqdm(table.features, desc="probing blocks", unit="block", disable=not show_progress):
+        features = table.features[block]
+        scores[block], converged = balanced_accuracy_of_probe(features[train], table.labels[train], features[seen],
+                                                              table.labels[seen], seed=seed, max_iter=max_iter)
+        if not converged:
+            not_converged.append(block)
+    best_block = max(scores, key=lambda block: (scores[block], -block))
+    counts = {
+        "train_experiments": len(split.train),
+        "test_experiments": len(split.test),
+        "classes": int(len(train_classes)),
+        "test_classes": int(len(np.unique(table.labels[seen]))),
+        "train_wells": int(train.sum()),
+        "test_wells": int(seen.sum()),
+        "test_wells_unseen_class": int((test & ~seen).sum()),
+        "unlabeled_wells": table.unlabeled_wells,
+        "blocks": len(scores),
+        "recommended_trim_encoder_blocks": int(best_block),
+    }
+    return ProbeResult(balanced_accuracy=scores, best_block=int(best_block), chance=1.0 / len(train_classes),
+                       split=split, counts=counts, not_converged=not_converged)
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def probe_metric_name(block: int) -> str:
+    return f"probe_balanced_accuracy_block{block}"
+
+
+def probe_results(result: ProbeResult, model: str, dataset: str, task: str, correction: str = "none") -> EvalResults:
+    """The results JSON content (DESIGN §6): one file across blocks, so `block` is null."""
+    metrics = {probe_metric_name(block): value for block, value in result.balanced_accuracy.items()}
+    metrics["probe_best_block"] = result.best_block
+    return EvalResults(
+        model=model, dataset=dataset, block=None, correction=correction, metrics=metrics,
+        baselines={probe_metric_name(block): result.chance for block in result.balanced_accuracy},
+        counts={**result.counts, "task": task}, seeds=[result.split.seed],
+    )
+
+
+def write_probe_outputs(result: ProbeResult, results: EvalResults, out_dir: str | os.PathLike,
+                        plots: bool = True) -> Path:
+    """`results.json`, `split.json` and the block curve PNG in `out_dir`; returns the results path."""
+    out_dir = Path(out_dir)
+    path = write_results(out_dir / "results.json", results)
+    split = {"train_experiments": result.split.train, "test_experiments": result.split.test,
+             "seed": result.split.seed}
+    temporary = out_dir / f".split.json.tmp-{os.getpid()}"
+    temporary.write_text(json.dumps(split, indent=2) + "\n")
+    os.replace(temporary, out_dir / "split.json")
+    if plots:
+        plot_probe_curve(result.balanced_accuracy, result.chance, result.best_block,
+                         out_dir / "probe_balanced_accuracy.png",
+                         title=f"Linear probe ({results.counts['task']}): {results.model}")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- model path
+def default_metadata(data: str, metadata: str | None, revision: str | None = None) -> str:
+    """`--metadata`, else the dataset's own metadata CSV: a local folder's `metadata_rxrx3_core.csv` or RxRx1
+    `metadata.csv`, or the Hub dataset's `metadata_rxrx3_core.csv`."""
+    if metadata:
+        return metadata
+    local = Path(data)
+    if local.is_dir():
+        for name in ("metadata_rxrx3_core.csv", "metadata.csv"):
+            if (local / name).is_file():
+                return str(local / name)
+        raise FileNotFoundError(f"{data} has no metadata_rxrx3_core.csv or metadata.csv; pass --metadata")
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(data, "metadata_rxrx3_core.csv", repo_type="dataset", revision=revision)
+
+
+def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None, device: str, batch_size: int,
+                      revision: str | None = None) -> list[Path]:
+    """`phenom embed --blocks all` into `out_dir/embeddings/`; files of an earlier run of the same model and data
+    are reused (an interrupted embedding resumes from its parts). Returns the per-block files."""
+    from . import embed
+
+    folder = out_dir / EMBEDDINGS_SUBDIR
+    out = folder / f"{EMBEDDINGS_NAME}.parquet"
+
+    def written() -> list[Path]:
+        blocks = sorted(folder.glob(f"{EMBEDDINGS_NAME}_block*.parquet"))
+        return blocks or ([out] if out.is_file() else [])
+
+    existing = written()
+    if existing and not out.with_name(f"{out.name}.parts").is_dir():
+        provenance = read_embeddings(existing[0]).provenance
+        if provenance.get("model") != model or provenance.get("dataset") != data:
+            raise ValueError(f"{folder} holds embeddings of {provenance.get('model')} on {provenance.get('dataset')}, "
+                             f"not of {model} on {data}: use another --out or delete that folder")
+        print(f"reusing the embeddings in {folder}", file=sys.stderr)
+        return existing
+    argv = ["--model", model, "--data", data, "--out", str(out), "--blocks", "all", "--device", device,
+            "--batch-size", str(batch_size)]
+    if metadata:
+        argv += ["--metadata", metadata]
+    if revision:
+        argv += ["--revision", revision]
+    status = embed.main(argv, prog="phenom probe: embed")
+    if status:
+        raise SystemExit(status)
+    return written()
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Block-wise linear probe (paper.md §3): a class-balanced logistic regression on the well "
+                    "embeddings of every block, trained on some experiments and scored by balanced accuracy on "
+                    "held-out experiments. Writes results.json (probe_balanced_accuracy_block<k>, probe_best_block), "
+                    "a plot of balanced accuracy vs block, and the recommended trim.",
+    )
+    source = parser.add_argument_group("embeddings (either a model and a dataset, or existing files)")
+    source.add_argument("--model", help="model: Hub repo id or save_pretrained directory (embeds every block)")
+    source.add_argument("--data", help="dataset for --model: RxRx3-core Hub id or a local folder in its layout")
+    source.add_argument("--embeddings", nargs="+", metavar="FILE",
+                        help="existing per-block embeddings files <name>_block<k>.parquet (official layout)")
+    parser.add_argument("--metadata", metavar="CSV",
+                        help="well metadata (required with --embeddings; default with --data: the dataset's own)")
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--task", help="metadata column holding the class of each well (gene, sirna, cell_type, ...)")
+    task.add_argument("--labels", metavar="CSV", help="a CSV with columns well_id,label")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    parser.add_argument("--experiment-column",
+                        help="metadata column naming the experiment (default: experiment_name, else experiment)")
+    parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION,
+                        help=f"share of experiments held out (default: {DEFAULT_TEST_FRACTION}; at least one)")
+    parser.add_argument("--test-experiments", nargs="+", metavar="NAME", help="hold out exactly these experiments")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the experiment split and the probe (default: 0)")
+    parser.add_argument("--correction", choices=CORRECTIONS, default="none",
+                        help="batch correction per experiment, fitted on control wells, before the probe "
+                             "(default: none, the paper's protocol)")
+    parser.add_argument("--control-key", default="EMPTY_control",
+                        help="treatment of the control wells a correction is fitted on (default: EMPTY_control)")
+    parser.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"lbfgs iterations (default: {MAX_ITER})")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --model")
+    parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass for --model (default: 8)")
+    parser.add_argument("--revision", help="Hub revision of the model and the dataset")
+    parser.add_argument("--model-name", help="model name in results.json (default: --model or the files' provenance)")
+    parser.add_argument("--dataset-name", help="dataset name in results.json (default: --data or the provenance)")
+    parser.add_argument("--no-plots", action="store_true", help="write results.json and split.json only")
+    return parser
+
+
+def format_curve(result: ProbeResult) -> str:
+    lines = [f"{'block':>5}  balanced accuracy   (chance {result.chance:.4f})"]
+    for block, value in result.balanced_accuracy.items():
+        mark = "  <- best" if block == result.best_block else ""
+        lines.append(f"{block:>5}  {value:.4f}{mark}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    prog = prog or "phenom probe"
+    if args.embeddings and (args.model or args.data):
+        parser.error("give either --embeddings or --model with --data, not both")
+    if not args.embeddings and not (args.model and args.data):
+        parser.error("give --model and --data (to embed every block), or --embeddings FILE...")
+    if args.embeddings and not args.metadata:
+        parser.error("--embeddings needs --metadata")
+    try:
+        if args.embeddings:
+            paths = [Path(path) for path in args.embeddings]
+            metadata_path = args.metadata
+        else:
+            metadata_path = default_metadata(args.data, args.metadata, args.revision)
+            paths = embed_every_block(args.model, args.data, args.out, args.metadata, args.device, args.batch_size,
+                                      args.revision)
+        by_block = read_block_files(paths)
+        metadata, id_column = read_probe_metadata(metadata_path)
+        experiment_column = experiment_column_of(metadata, args.experiment_column)
+        labels = read_labels(args.labels) if args.labels else None
+        table = well_table(by_block, metadata, id_column, experiment_column, task=args.task, labels=labels,
+                           correction=args.correction, control_key=args.control_key)
+        split = split_experiments(table.experiments, args.test_fraction, args.seed, args.test_experiments)
+        result = run_probe(table, split, seed=args.seed, max_iter=args.max_iter)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    provenance = next(iter(by_block.values())).provenance
+    results = probe_results(
+        result,
+        model=args.model_name or args.model or provenance.get("model") or block_from_path(paths[0])[0],
+        dataset=args.dataset_name or args.data or provenance.get("dataset") or Path(metadata_path).stem,
+        task=args.task or f"labels:{Path(args.labels).name}", correction=args.correction,
+    )
+    path = write_probe_outputs(result, results, args.out, plots=not args.no_plots)
+    if result.not_converged:
+        print(f"note: lbfgs did not converge in {args.max_iter} iterations for block(s) {result.not_converged}; "
+              "raise --max-iter", file=sys.stderr)
+    print(format_curve(result))
+    print(f"best block {result.best_block} of {len(result.balanced_accuracy)}; train on {result.split.train}, "
+          f"test on {result.split.test}; wrote {path}")
+    if args.model and result.best_block < max(result.balanced_accuracy):
+        print(f"recommended: phenom trim --model {args.model} --blocks {result.best_block} --out <dir>")
+    return 0
+
+
+__all__ = [
+    "SITE_ID_COLUMN",
+    "DEFAULT_TEST_FRACTION",
+    "read_block_files",
+    "read_probe_metadata",
+    "read_labels",
+    "ProbeTable",
+    "well_table",
+    "ExperimentSplit",
+    "split_experiments",
+    "balanced_accuracy_of_probe",
+    "ProbeResult",
+    "run_probe",
+    "probe_metric_name",
+    "probe_results",
+    "write_probe_outputs",
+    "default_metadata",
+    "embed_every_block",
+    "build_parser",
+    "format_curve",
+    "main",
+]

@@ -1,0 +1,180 @@
+"""`phenom probe` on a planted screen of four experiments: the gene is predicted above chance on held-out
+experiments, the block curve (results.json, PNG) peaks at the planted block, the split keeps experiments apart and
+is seeded; RxRx1's per-site rows become well means; bad input gets clear errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from planted_screen import planted_screen
+
+from eval import probe
+from eval.embeddings_file import write_embeddings
+
+
+@pytest.fixture(scope="module")
+def screen():
+    return planted_screen()
+
+
+@pytest.fixture(scope="module")
+def files(screen, tmp_path_factory):
+    return screen.write(tmp_path_factory.mktemp("probe"))
+
+
+@pytest.fixture(scope="module")
+def probe_out(files, tmp_path_factory):
+    paths, metadata = files
+    out = tmp_path_factory.mktemp("probe_out")
+    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--task", "gene",
+                       "--out", str(out)]) == 0
+    return out
+
+
+def test_probe_predicts_the_gene_above_chance_on_held_out_experiments(screen, probe_out):
+    results = json.loads((probe_out / "results.json").read_text())
+    metrics = results["metrics"]
+    chance = 1 / 16  # 8 phenotype genes, 6 without a phenotype, 2 rare ones, all in the training experiments
+    assert results["baselines"] == {f"probe_balanced_accuracy_block{block}": chance for block in (1, 2, 3)}
+    assert metrics["probe_balanced_accuracy_block2"] > 5 * chance
+    assert all(metrics[f"probe_balanced_accuracy_block{block}"] > chance for block in (1, 2, 3))
+    assert results["counts"]["classes"] == 16 and results["counts"]["test_experiments"] == 1
+    assert results["counts"]["task"] == "gene" and results["block"] is None and results["seeds"] == [0]
+
+
+def test_block_curve_and_best_block_are_written(probe_out):
+    results = json.loads((probe_out / "results.json").read_text())
+    metrics = results["metrics"]
+    assert sorted(metrics) == ["probe_balanced_accuracy_block1", "probe_balanced_accuracy_block2",
+                               "probe_balanced_accuracy_block3", "probe_best_block"]
+    # The planted signal peaks at block 2; the best block is an integer block number (cards print it as one).
+    assert metrics["probe_best_block"] == 2 and isinstance(metrics["probe_best_block"], int)
+    assert metrics["probe_balanced_accuracy_block2"] > max(metrics["probe_balanced_accuracy_block1"],
+                                                           metrics["probe_balanced_accuracy_block3"])
+    assert results["counts"]["recommended_trim_encoder_blocks"] == 2
+    assert (probe_out / "probe_balanced_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_split_keeps_experiments_apart_and_is_seeded(screen, probe_out):
+    split = json.loads((probe_out / "split.json").read_text())
+    assert not set(split["train_experiments"]) & set(split["test_experiments"])
+    assert sorted(split["train_experiments"] + split["test_experiments"]) == sorted(
+        screen.metadata["experiment_name"].unique())
+    experiments = screen.metadata["experiment_name"]
+    assert probe.split_experiments(experiments, seed=0) == probe.split_experiments(experiments, seed=0)
+    held_out = {tuple(probe.split_experiments(experiments, seed=seed).test) for seed in range(10)}
+    assert len(held_out) > 1  # the seed chooses the held-out experiments
+    fixed = probe.split_experiments(experiments, test_experiments=["gene-001", "gene-002"])
+    assert fixed.test == ["gene-001", "gene-002"] and fixed.train == ["gene-003", "gene-004"]
+    assert len(probe.split_experiments([f"e{index}" for index in range(51)], test_fraction=0.25).test) == 13
+
+
+def test_the_probe_is_fitted_on_training_experiments_only(screen, files):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    paths, metadata_path = files
+    by_block = probe.read_block_files(paths)
+    metadata, id_column = probe.read_probe_metadata(metadata_path)
+    table = probe.well_table(by_block, metadata, id_column, "experiment_name", task="gene")
+    split = probe.split_experiments(table.experiments, test_experiments=["gene-004"])
+    result = probe.run_probe(table, split, show_progress=False)
+    labelled = screen.metadata["gene"].notna()
+    in_train = screen.metadata["experiment_name"].isin(split.train)
+    assert result.counts["train_wells"] == int((labelled & in_train).sum())
+    assert result.counts["test_wells"] == int((labelled & ~in_train).sum())
+    assert result.counts["unlabeled_wells"] == int((~labelled).sum())
+    # The same recipe written out with the held-out experiment never seen by the scaler or the classifier.
+    train, test = table.experiments != "gene-004", table.experiments == "gene-004"
+    features = table.features[2]
+    scaler = StandardScaler().fit(features[train])
+    classifier = LogisticRegression(class_weight="balanced", max_iter=1000).fit(scaler.transform(features[train]),
+                                                                                 table.labels[train])
+    expected = balanced_accuracy_score(table.labels[test], classifier.predict(scaler.transform(features[test])))
+    assert result.balanced_accuracy[2] == pytest.approx(expected, abs=1e-12)
+
+
+def test_labels_csv_gives_the_same_probe_as_the_task_column(screen, files, tmp_path):
+    paths, metadata = files
+    labelled = screen.metadata.dropna(subset=["gene"])
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"well_id": labelled["well_id"], "label": labelled["gene"]}).to_csv(labels, index=False)
+    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--labels", str(labels),
+                       "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    by_labels = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--task", "gene",
+                       "--out", str(tmp_path / "task"), "--no-plots"]) == 0
+    by_task = json.loads((tmp_path / "task" / "results.json").read_text())
+    assert by_labels["metrics"] == by_task["metrics"] and by_labels["counts"]["task"] == "labels:labels.csv"
+
+
+def test_rxrx1_sites_are_averaged_into_wells(tmp_path):
+    """RxRx1: one embedding row per site (`site_id`), two sites per well (`well_id`), the class in `sirna`."""
+    rng = np.random.default_rng(0)
+    rows, features = [], []
+    sirnas = [f"s{index}" for index in range(4)]
+    directions = {sirna: 3 * rng.normal(size=8) for sirna in sirnas}
+    for experiment in ("HEPG2-01", "HUVEC-01", "RPE-01"):
+        for index, sirna in enumerate(sirnas * 3):
+            well = f"{experiment}_1_B{index + 2:02d}"
+            for site in (1, 2):
+                rows.append({"site_id": f"{well}_{site}", "well_id": well, "experiment": experiment, "plate": 1,
+                             "well": f"B{index + 2:02d}", "site": site, "sirna": sirna})
+                features.append(directions[sirna] + rng.normal(size=8))
+    metadata = pd.DataFrame(rows)
+    metadata.to_csv(tmp_path / "metadata.csv", index=False)
+    features = np.asarray(features, dtype=np.float32)
+    write_embeddings(tmp_path / "rxrx1_block1.parquet", metadata["site_id"], features)
+    write_embeddings(tmp_path / "rxrx1_block2.parquet", metadata["site_id"], 2 * features)
+    by_block = probe.read_block_files([tmp_path / "rxrx1_block1.parquet", tmp_path / "rxrx1_block2.parquet"])
+    table_metadata, id_column = probe.read_probe_metadata(tmp_path / "metadata.csv")
+    assert id_column == "site_id"
+    table = probe.well_table(by_block, table_metadata, id_column, "experiment", task="sirna")
+    assert len(table.well_ids) == 36
+    first_well = metadata.index[metadata["well_id"] == table.well_ids[0]]
+    np.testing.assert_allclose(table.features[1][0], features[first_well].mean(axis=0), rtol=1e-6)
+    assert probe.main(["--embeddings", str(tmp_path / "rxrx1_block1.parquet"), str(tmp_path / "rxrx1_block2.parquet"),
+                       "--metadata", str(tmp_path / "metadata.csv"), "--task", "sirna", "--out",
+                       str(tmp_path / "out"), "--no-plots"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 36
+    assert results["metrics"]["probe_balanced_accuracy_block1"] > 0.25  # chance: 4 siRNAs
+
+
+def run_probe_cli(paths, metadata, out, *extra):
+    return probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--out", str(out), *extra])
+
+
+def test_a_task_column_with_one_class_is_a_clear_error(screen, files, tmp_path, capsys):
+    paths, _ = files
+    metadata = tmp_path / "one_class.csv"
+    screen.metadata.assign(cell_type="HUVEC").to_csv(metadata, index=False)
+    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "cell_type") == 2
+    assert "the task has one class ('HUVEC')" in capsys.readouterr().err
+
+
+def test_too_few_experiments_for_a_held_out_split_is_a_clear_error(screen, files, tmp_path, capsys):
+    paths, _ = files
+    metadata = tmp_path / "one_experiment.csv"
+    screen.metadata.assign(experiment_name="gene-001").to_csv(metadata, index=False)
+    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "gene") == 2
+    assert "a held-out split needs at least 2 experiments" in capsys.readouterr().err
+
+
+def test_other_bad_input_is_a_clear_error(screen, files, tmp_path, capsys):
+    paths, metadata = files
+    assert run_probe_cli(paths, metadata, tmp_path / "a", "--task", "no_such_column") == 2
+    assert "task column 'no_such_column' is not in the metadata" in capsys.readouterr().err
+    assert run_probe_cli(paths, metadata, tmp_path / "b", "--task", "gene", "--test-experiments", "gene-009") == 2
+    assert "have no labelled wells" in capsys.readouterr().err
+    # Classes that never recur across experiments (each gene in one experiment, as RxRx3-core) cannot be probed.
+    unique_per_experiment = tmp_path / "unique.csv"
+    screen.metadata.assign(gene=screen.metadata["gene"] + "_" + screen.metadata["experiment_name"]).to_csv(
+        unique_per_experiment, index=False)
+    assert run_probe_cli(paths, unique_per_experiment, tmp_path / "c", "--task", "gene") == 2
+    assert "has a class seen in training" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        probe.main(["--embeddings", str(paths[0]), "--task", "gene", "--out", str(tmp_path / "d")])  # no metadata
+    assert "--embeddings needs --metadata" in capsys.readouterr().err
