@@ -6,7 +6,8 @@
     accelerate launch -m phenom embed ...            # several processes, each its own wells, parts merged
 
 Wells come from `phenom_data.RxRx3CoreWells` (RxRx3-core on the Hub, or a local folder in its layout such as
-`phenom synth` output) and their views (4 tiles of a 512 px well) from `phenom_data.WellDataset`. One forward pass
+`phenom synth` output), or from `phenom_data.RxRx1Wells` for a folder in the RxRx1 release layout (one row per site,
+`well_id` = `site_id`) and their views (4 tiles of a 512 px well) from `phenom_data.WellDataset`. One forward pass
 per batch gives the pooled embedding (mean of patch tokens) of every requested block
 (`PhenomModel.get_block_embeddings`); a well's embedding is the mean over its views. The output has the layout of
 the official `OpenPhenom_rxrx3_core_embeddings.parquet`: `well_id`, `feature_0 ... feature_{D-1}` float32, one file
@@ -159,6 +160,29 @@ def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[i
         temporary.replace(path)
 
 
+def is_rxrx1_release(data: str) -> bool:
+    """A local folder in the RxRx1 release layout: `metadata.csv` with a `site_id` column, no RxRx3-core metadata."""
+    folder = Path(data)
+    if not (folder / "metadata.csv").is_file() or (folder / "metadata_rxrx3_core.csv").is_file():
+        return False
+    with open(folder / "metadata.csv") as handle:
+        return "site_id" in handle.readline().strip().split(",")
+
+
+def open_wells(data: str, metadata: str | None, experiments, well_list, rank: int, world_size: int,
+               revision: str | None = None):
+    """The wells of `data`: RxRx1 sites (`phenom_data.RxRx1Wells`, one item per site, `well_id` = `site_id`) for a
+    folder in the RxRx1 release layout, else RxRx3-core (`phenom_data.RxRx3CoreWells`: the Hub dataset or a local
+    folder in its layout)."""
+    from phenom_data import RxRx1Wells, RxRx3CoreWells
+
+    if is_rxrx1_release(data):
+        return RxRx1Wells(data, metadata=metadata, experiments=experiments, well_list=well_list, rank=rank,
+                          world_size=world_size)
+    return RxRx3CoreWells(data, metadata=metadata, experiments=experiments, well_list=well_list, rank=rank,
+                          world_size=world_size, revision=revision)
+
+
 def metadata_csv_path(data: str, metadata: str | None) -> Path | None:
     """The metadata CSV used for AnnData's `obs`: `--metadata`, else the local source's `metadata_rxrx3_core.csv`."""
     if metadata:
@@ -176,7 +200,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="model: Hub repo id or save_pretrained directory")
     parser.add_argument("--data", required=True,
-                        help="RxRx3-core Hub dataset id (recursionpharma/rxrx3-core) or a local folder in its layout")
+                        help="RxRx3-core Hub dataset id (recursionpharma/rxrx3-core), a local folder in its layout, "
+                             "or an RxRx1 release folder (metadata.csv + images/; one row per site)")
     parser.add_argument("--out", required=True, type=Path,
                         help="output parquet; with several blocks <name>_block<k>.parquet beside it")
     parser.add_argument("--blocks", type=parse_blocks, default="last",
@@ -208,7 +233,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import torch
     from accelerate import PartialState
 
-    from phenom_data import RxRx3CoreWells, WellDataset
+    from phenom_data import WellDataset
 
     state = PartialState(cpu=args.device == "cpu")
     if args.device == "cuda" and state.device.type != "cuda":
@@ -229,8 +254,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if done and state.is_main_process:
         print(f"resuming: {len(done)} wells already embedded in {store.parts_dir}", file=sys.stderr)
 
-    wells = RxRx3CoreWells(args.data, metadata=args.metadata, experiments=args.experiments, well_list=args.well_list,
-                           rank=state.process_index, world_size=state.num_processes, revision=args.revision)
+    wells = open_wells(args.data, args.metadata, args.experiments, args.well_list, state.process_index,
+                       state.num_processes, args.revision)
     dataset = WellDataset(RemainingWells(wells, done), mode="tiles")
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_wells)
@@ -267,6 +292,8 @@ __all__ = [
     "load_model",
     "embed_into_store",
     "write_anndata",
+    "is_rxrx1_release",
+    "open_wells",
     "metadata_csv_path",
     "build_parser",
     "main",

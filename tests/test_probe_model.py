@@ -1,0 +1,123 @@
+"""`phenom probe --model --data` end to end: `phenom embed --blocks all` on a local dataset (RxRx3-core's Hub layout
+with JPEG-2000 shards, and RxRx1's release layout with PNG sites), then the probe of every block of a saved tiny
+model on images whose texture depends on the gene, held-out experiments scored."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import small_config
+from PIL import Image
+
+rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxRx3-core reader (phenom_data)")
+
+from eval import probe  # noqa: E402
+from modeling_phenom import PhenomModel  # noqa: E402
+
+SIZE = 256  # one view per well
+GENES = ("PSMA1", "RPLP0", "TP53")
+EXPERIMENTS = ("gene-001", "gene-002", "gene-003")
+WELLS_PER_GENE = 3
+
+
+def channel_image(gene: str | None, seed, channel: int) -> np.ndarray:
+    """Noise, plus stripes whose orientation and frequency depend on the gene (none for a control): a texture that
+    survives the model's per-image standardization."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, 1, (SIZE, SIZE))
+    if gene is not None:
+        index = GENES.index(gene)
+        rows, columns = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+        angle = np.pi * index / len(GENES)
+        image += 2.5 * np.sin(2 * np.pi * (4 + 3 * index) * (rows * np.cos(angle) + columns * np.sin(angle))
+                              + channel)
+    return np.clip(128 + 30 * image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    PhenomModel(small_config(patch_size=16)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def rxrx3_core_dataset(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("rxrx3_core_like")
+    keys, images, metadata = [], [], []
+    for experiment in EXPERIMENTS:
+        treatments = [gene for gene in GENES for _ in range(WELLS_PER_GENE)] + [None, None]
+        for index, gene in enumerate(treatments):
+            address = f"A{index + 1:02d}"
+            well_id = f"{experiment}_1_{address}"
+            for channel in range(1, 7):
+                buffer = io.BytesIO()
+                Image.fromarray(channel_image(gene, [sum(map(ord, well_id)), channel], channel)).save(
+                    buffer, format="JPEG2000")
+                keys.append(rxrx3_core.rxrx3_core_key(experiment, 1, address, channel))
+                images.append(buffer.getvalue())
+            metadata.append({"well_id": well_id, "experiment_name": experiment, "plate": 1, "address": address,
+                             "gene": gene, "treatment": f"{gene}_guide_1" if gene else "EMPTY_control",
+                             "SMILES": None, "concentration": None, "perturbation_type": "CRISPR",
+                             "cell_type": "HUVEC"})
+    rxrx3_core.write_rxrx3_core_shard(directory / rxrx3_core.shard_filename(0, 1), keys, images, row_group_size=24)
+    pd.DataFrame(metadata).to_csv(directory / rxrx3_core.METADATA_FILENAME, index=False)
+    return directory
+
+
+def test_probe_embeds_every_block_once_and_predicts_the_gene_on_held_out_experiments(model_dir, rxrx3_core_dataset,
+                                                                                      tmp_path, capsys):
+    out = tmp_path / "probe"
+    argv = ["--model", str(model_dir), "--data", str(rxrx3_core_dataset), "--task", "gene", "--out", str(out),
+            "--device", "cpu", "--batch-size", "4"]
+    assert probe.main(argv) == 0
+    files = sorted((out / "embeddings").glob("embeddings_block*.parquet"))
+    assert [path.name for path in files] == [f"embeddings_block{block}.parquet" for block in (1, 2, 3)]
+    results = json.loads((out / "results.json").read_text())
+    chance = 1 / len(GENES)
+    assert results["model"] == str(model_dir) and results["dataset"] == str(rxrx3_core_dataset)
+    assert set(results["metrics"]) == {f"probe_balanced_accuracy_block{block}" for block in (1, 2, 3)} | {
+        "probe_best_block"}
+    assert results["metrics"][f"probe_balanced_accuracy_block{results['metrics']['probe_best_block']}"] > chance
+    assert results["counts"]["unlabeled_wells"] == 2 * len(EXPERIMENTS)  # controls have no gene
+    assert (out / "probe_balanced_accuracy.png").is_file()
+    # A second run reuses the embeddings of the same model and data instead of embedding again.
+    capsys.readouterr()
+    assert probe.main(argv) == 0
+    assert "reusing the embeddings" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def rxrx1_release(tmp_path_factory):
+    """RxRx1 layout: 3 experiments (cell types) x 3 siRNAs x 2 wells x 2 sites of 6 PNG channels."""
+    root = tmp_path_factory.mktemp("rxrx1_like")
+    rows = []
+    for experiment in ("HEPG2-01", "HUVEC-01", "RPE-01"):
+        for index, gene in enumerate([gene for gene in GENES for _ in range(2)]):
+            well = f"B{index + 2:02d}"
+            for site in (1, 2):
+                site_id = f"{experiment}_1_{well}_{site}"
+                rows.append({"site_id": site_id, "well_id": f"{experiment}_1_{well}", "cell_type": experiment[:-3],
+                             "dataset": "train", "experiment": experiment, "plate": 1, "well": well, "site": site,
+                             "well_type": "treatment", "sirna": f"s_{gene}", "sirna_id": GENES.index(gene)})
+                folder = root / "images" / experiment / "Plate1"
+                folder.mkdir(parents=True, exist_ok=True)
+                for channel in range(1, 7):
+                    image = channel_image(gene, [len(rows), channel], channel)
+                    Image.fromarray(image).save(folder / f"{well}_s{site}_w{channel}.png")
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def test_probe_reads_rxrx1_sites_through_phenom_embed_and_averages_them_into_wells(model_dir, rxrx1_release,
+                                                                                   tmp_path):
+    out = tmp_path / "probe"
+    assert probe.main(["--model", str(model_dir), "--data", str(rxrx1_release), "--task", "sirna", "--out", str(out),
+                       "--device", "cpu", "--batch-size", "4", "--no-plots"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 18  # 36 sites, 18 wells
+    assert results["counts"]["classes"] == 3 and results["counts"]["test_experiments"] == 1
