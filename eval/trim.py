@@ -10,10 +10,11 @@ k's pooled embedding of the full model (`get_block_embeddings(..., blocks=[k])`)
 and LICENSE file(s) unchanged (converted OpenPhenom weights keep their non-commercial license), and
 `trim_report.json`.
 
-Compute saved: encoder FLOPs of one view at the config's `image_size` with `num_channels` channels (patch embedding +
-blocks), counted by `torch.utils.flop_counter.FlopCounterMode` on the meta device (shapes only, no memory or time),
-trimmed vs full; also parameters (the full count from a meta-device copy of the untrimmed model) and weight bytes.
-The ratio is what trimming saves at inference; the paper's MAE-G/8 cut to 38 of 48 blocks keeps 79% of the FLOPs.
+Compute saved: encoder FLOPs of one view at the config's `image_size` (channels: `--channels`, else a standard
+model's `num_channels`, else 6 for a channel-agnostic model) through the patch embedding and the blocks, counted by
+`torch.utils.flop_counter.FlopCounterMode` on the meta device (shapes only, no memory or time), trimmed vs full;
+also parameters (the full count from a meta-device copy of the untrimmed model) and weight bytes. The ratio is what
+trimming saves at inference; the paper's MAE-G/8 cut to 38 of 48 blocks keeps 79% of the FLOPs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 KEPT_FILES = ("preprocessor_config.json", "LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
 REPORT_NAME = "trim_report.json"
 VERIFY_TOLERANCE = 1e-6
+CHANNEL_AGNOSTIC_FLOP_CHANNELS = 6
 
 
 @dataclass
@@ -75,9 +77,19 @@ def untrimmed(config):
     return full_config
 
 
-def encoder_flops_per_block(config) -> tuple[int, list[int], list[int]]:
-    """FLOPs of one view of `[1, num_channels, image_size, image_size]` through the untrimmed encoder of `config`,
-    counted on the meta device: `(patch embedding FLOPs, [FLOPs of block 1, ..., block L], input shape)`."""
+def flop_channels(config, num_channels: int | None = None) -> int:
+    """Channels of the view FLOPs are counted at: `num_channels` if given; a standard model's `num_channels`; six
+    (Cell Painting, as RxRx1 and RxRx3) for a channel-agnostic model, whose `num_channels` is only the size of its
+    legacy position table (11 for OpenPhenom)."""
+    if num_channels is not None:
+        return num_channels
+    return CHANNEL_AGNOSTIC_FLOP_CHANNELS if config.channel_agnostic else config.num_channels
+
+
+def encoder_flops_per_block(config, num_channels: int | None = None) -> tuple[int, list[int], list[int]]:
+    """FLOPs of one view of `[1, channels, image_size, image_size]` (channels: `flop_channels`) through the untrimmed
+    encoder of `config`, counted on the meta device: `(patch embedding FLOPs, [FLOPs of block 1, ..., block L],
+    input shape)`."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -85,7 +97,7 @@ def encoder_flops_per_block(config) -> tuple[int, list[int], list[int]]:
 
     with torch.device("meta"):
         model = PhenomModel(untrimmed(config))
-        pixels = torch.empty(1, config.num_channels, config.image_size, config.image_size)
+        pixels = torch.empty(1, flop_channels(config, num_channels), config.image_size, config.image_size)
     # The embeddings take self-standardized pixels; standardizing itself is elementwise and not counted.
     with FlopCounterMode(display=False) as counter:
         tokens = model.embeddings(pixels)
@@ -97,10 +109,10 @@ def encoder_flops_per_block(config) -> tuple[int, list[int], list[int]]:
     return embedding_flops, per_block, list(pixels.shape)
 
 
-def encoder_flops(config, num_blocks: int | None = None) -> tuple[int, list[int]]:
+def encoder_flops(config, num_blocks: int | None = None, num_channels: int | None = None) -> tuple[int, list[int]]:
     """FLOPs of the patch embedding and the first `num_blocks` encoder blocks (all by default) for one view; returns
     `(flops, input shape)`."""
-    embedding_flops, per_block, shape = encoder_flops_per_block(config)
+    embedding_flops, per_block, shape = encoder_flops_per_block(config, num_channels)
     return embedding_flops + sum(per_block[:num_blocks]), shape
 
 
@@ -160,7 +172,7 @@ def verify_trim(model: str, trimmed_dir: Path, blocks: int, revision: str | None
     trimmed = AutoModel.from_pretrained(trimmed_dir).eval()
     config = full.config
     generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 256, (2, config.num_channels, config.image_size, config.image_size),
+    pixels = torch.randint(0, 256, (2, flop_channels(config), config.image_size, config.image_size),
                            generator=generator, dtype=torch.uint8)
     with torch.inference_mode():
         expected = full.get_block_embeddings(pixels, blocks=[blocks])[blocks].float()
@@ -173,7 +185,7 @@ def verify_trim(model: str, trimmed_dir: Path, blocks: int, revision: str | None
 
 
 def trim(model: str, blocks: int, out: str | os.PathLike, revision: str | None = None, overwrite: bool = False,
-         verify: bool = False) -> TrimReport:
+         verify: bool = False, num_channels: int | None = None) -> TrimReport:
     """Write `model` trimmed to its first `blocks` blocks into `out` (see the module docstring); returns the report.
 
     The folder is assembled under a temporary name beside `out` and renamed when complete.
@@ -204,7 +216,7 @@ def trim(model: str, blocks: int, out: str | os.PathLike, revision: str | None =
         if path is not None:
             shutil.copyfile(path, temporary / name)
             kept.append(name)
-    embedding_flops, block_flops, input_shape = encoder_flops_per_block(config)
+    embedding_flops, block_flops, input_shape = encoder_flops_per_block(config, num_channels)
     flops_full, flops_trimmed = embedding_flops + sum(block_flops), embedding_flops + sum(block_flops[:blocks])
     parameters_full, bytes_full = full_size(trimmed.config)
     parameters_trimmed, bytes_trimmed = model_size(trimmed)
@@ -254,6 +266,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--blocks", required=True, type=int, metavar="K",
                         help="keep blocks 1..K (blocks are numbered from 1; `phenom probe` recommends one)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (save_pretrained)")
+    parser.add_argument("--channels", type=int, metavar="C",
+                        help="channels of the view the FLOPs are counted at (default: the model's num_channels; 6 for "
+                             "a channel-agnostic model)")
     parser.add_argument("--revision", help="Hub revision of the model")
     parser.add_argument("--verify", action="store_true",
                         help=f"load both models and check pooler_output = full block K to {VERIFY_TOLERANCE:g} "
@@ -266,7 +281,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
         report = trim(args.model, args.blocks, args.out, revision=args.revision, overwrite=args.overwrite,
-                      verify=args.verify)
+                      verify=args.verify, num_channels=args.channels)
     except (ValueError, FileExistsError, OSError) as error:
         print(f"{prog or 'phenom trim'}: error: {error}", file=sys.stderr)
         return 2
@@ -279,7 +294,9 @@ __all__ = [
     "KEPT_FILES",
     "REPORT_NAME",
     "TrimReport",
+    "CHANNEL_AGNOSTIC_FLOP_CHANNELS",
     "untrimmed",
+    "flop_channels",
     "encoder_flops_per_block",
     "encoder_flops",
     "full_size",
