@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
-from .embeddings_file import WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
+from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
 from .plots import plot_probe_curve
 from .results import EvalResults, write_results
 from .well_labels import experiment_column_of, has_label
@@ -55,29 +56,35 @@ EMBEDDINGS_NAME = "embeddings"
 
 
 # ----------------------------------------------------------------------------------------------- inputs
-def read_block_files(paths: list[str | os.PathLike]) -> dict[int, WellEmbeddings]:
-    """`{block: embeddings}` from per-block files; the block is the file's provenance `block`, else the `_block<k>`
-    of its name. Every file must hold the same wells."""
-    by_block: dict[int, WellEmbeddings] = {}
-    for path in paths:
-        embeddings = read_embeddings(path)
-        block = embeddings.provenance.get("block", block_from_path(path)[1])
+def file_provenance(path: str | os.PathLike) -> dict:
+    """What `phenom embed` recorded in an embeddings file (`model`, `dataset`, `block`, ...); `{}` for other files.
+    Only the schema is read."""
+    schema_metadata = pq.read_schema(path).metadata or {}
+    return json.loads(schema_metadata[PROVENANCE_KEY]) if PROVENANCE_KEY in schema_metadata else {}
+
+
+def block_files(paths: list[str | os.PathLike]) -> dict[int, Path]:
+    """`{block: path}` of per-block embeddings files, in block order; the block is the file's provenance `block`
+    (written by `phenom embed`), else the `_block<k>` of its name. Only the files' schemas are read."""
+    files: dict[int, Path] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"embeddings file not found: {path}")
+        block = file_provenance(path).get("block", block_from_path(path)[1])
         if block is None:
             if len(paths) > 1:
                 raise ValueError(f"{path}: with several embeddings files each must be named <name>_block<k>.parquet")
             block = 1
             print(f"note: {path} names no block; it is reported as block 1", file=sys.stderr)
-        block = int(block)
-        if block in by_block:
-            raise ValueError(f"two embeddings files for block {block} ({path})")
-        by_block[block] = embeddings
-    reference_block = min(by_block)
-    reference = set(by_block[reference_block].well_ids)
-    for block, embeddings in by_block.items():
-        if set(embeddings.well_ids) != reference:
-            raise ValueError(f"block {block} and block {reference_block} embed different wells "
-                             f"({len(set(embeddings.well_ids) ^ reference)} differ); probe files of one run")
-    return dict(sorted(by_block.items()))
+        if int(block) in files:
+            raise ValueError(f"two embeddings files for block {block}: {files[int(block)]} and {path}")
+        files[int(block)] = path
+    return dict(sorted(files.items()))
+
+
+def read_well_ids(path: str | os.PathLike) -> np.ndarray:
+    """The `well_id` column of an embeddings file (the features are not read)."""
+    return np.asarray(pq.read_table(path, columns=[WELL_ID_COLUMN]).column(WELL_ID_COLUMN).to_pylist(), dtype=object)
 
 
 def read_probe_metadata(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
@@ -110,25 +117,6 @@ def read_labels(path: str | os.PathLike) -> pd.Series:
     return labels.set_index(WELL_ID_COLUMN)["label"]
 
 
-@dataclass
-class ProbeTable:
-    """Well-level probe input.
-
-    Args:
-        well_ids: `[num_wells]` well ids (the metadata's `well_id`).
-        labels: `[num_wells]` class of each well, as text.
-        experiments: `[num_wells]` experiment of each well, as text.
-        features: `{block: [num_wells, hidden_size] float64}` well means.
-        unlabeled_wells: wells left out because they have no label.
-    """
-
-    well_ids: np.ndarray
-    labels: np.ndarray
-    experiments: np.ndarray
-    features: dict[int, np.ndarray]
-    unlabeled_wells: int = 0
-
-
 def _one_per_well(values: pd.Series, codes: np.ndarray, what: str, well_ids: np.ndarray) -> np.ndarray:
     frame = pd.DataFrame({"code": codes, "value": values.to_numpy()})
     distinct = frame.groupby("code")["value"].nunique(dropna=False)
@@ -138,29 +126,71 @@ def _one_per_well(values: pd.Series, codes: np.ndarray, what: str, well_ids: np.
     return frame.groupby("code")["value"].first().to_numpy()
 
 
-def well_table(by_block: dict[int, WellEmbeddings], metadata: pd.DataFrame, id_column: str, experiment_column: str,
-               task: str | None = None, labels: pd.Series | None = None, correction: str = "none",
-               control_key: str = "EMPTY_control", min_controls: int = MIN_CONTROLS_PER_BATCH) -> ProbeTable:
-    """Join the embeddings with the metadata, average rows per well, attach labels (a metadata column `task`, or
-    `labels` indexed by well id) and apply the batch correction (per experiment, fitted on its control wells)."""
+@dataclass
+class ProbeTable:
+    """The labelled wells of a probe, and how the rows of an embeddings file become their well means.
+
+    Args:
+        well_ids: `[num_labelled]` well ids (the metadata's `well_id`) of the labelled wells.
+        labels: `[num_labelled]` class of each labelled well, as text.
+        experiments: `[num_labelled]` experiment of each labelled well, as text.
+        row_ids: `[num_rows]` the embedding rows' ids (`well_id`, or RxRx1's `site_id`) in the order of `averaging`.
+        averaging: sparse `[num_wells, num_rows]`, row w = 1/n on the n rows of well w (all wells, labelled or not).
+        labelled: `[num_wells]` bool, the wells with a label.
+        well_experiments: `[num_wells]` experiment of every well (the batches of a correction).
+        well_treatments: `[num_wells]` treatment of every well, or None when the metadata has none.
+    """
+
+    well_ids: np.ndarray
+    labels: np.ndarray
+    experiments: np.ndarray
+    row_ids: np.ndarray
+    averaging: object
+    labelled: np.ndarray
+    well_experiments: np.ndarray
+    well_treatments: np.ndarray | None = None
+
+    @property
+    def unlabeled_wells(self) -> int:
+        return int((~self.labelled).sum())
+
+    def features(self, embeddings: WellEmbeddings, correction: str = "none", control_key: str = "EMPTY_control",
+                 min_controls: int = MIN_CONTROLS_PER_BATCH) -> np.ndarray:
+        """`[num_labelled, hidden_size]` float64 well means of one block's embeddings, batch-corrected per experiment
+        on its `control_key` wells when `correction` is not `none`."""
+        order = pd.Index(embeddings.well_ids).get_indexer(self.row_ids)
+        if (order < 0).any() or embeddings.num_wells != len(self.row_ids):
+            raise ValueError(f"the embeddings files embed different wells ({embeddings.num_wells} rows vs "
+                             f"{len(self.row_ids)}); probe the files of one run")
+        means = np.asarray(self.averaging @ embeddings.features[order].astype(np.float64))
+        if correction != "none":
+            if self.well_treatments is None:
+                raise ValueError(f"--correction {correction} fits on control wells (treatment '{control_key}') but "
+                                 "the metadata has no 'treatment' column; use --correction none")
+            means = correct(means, self.well_treatments == control_key, self.well_experiments, correction,
+                            min_controls)
+        return means[self.labelled]
+
+
+def well_table(row_ids: np.ndarray, metadata: pd.DataFrame, id_column: str, experiment_column: str,
+               task: str | None = None, labels: pd.Series | None = None) -> ProbeTable:
+    """Match embedding rows (`row_ids`) with the metadata, group them into wells and attach labels: a metadata column
+    `task`, or `labels` indexed by well id. Wells without a label are left out of the probe."""
+    from scipy.sparse import csr_matrix
+
     if (task is None) == (labels is None):
         raise ValueError("give either a task column or a labels table")
-    first = next(iter(by_block.values()))
-    positions = pd.Index(metadata[id_column]).get_indexer(first.well_ids)
+    row_ids = np.asarray(row_ids, dtype=object)
+    positions = pd.Index(metadata[id_column]).get_indexer(row_ids)
     if (positions < 0).any():
-        missing = first.well_ids[positions < 0]
-        raise ValueError(f"{len(missing)} of {first.num_wells} embedded rows are not in the metadata "
-                         f"({id_column}), e.g. {list(missing[:5])}; embeddings and metadata must match")
+        missing = row_ids[positions < 0]
+        raise ValueError(f"{len(missing)} of {len(row_ids)} embedded rows are not in the metadata ({id_column}), "
+                         f"e.g. {list(missing[:5])}; embeddings and metadata must match")
     rows = metadata.iloc[positions].reset_index(drop=True)
     codes, well_ids = pd.factorize(rows[WELL_ID_COLUMN].astype(str), sort=True)
     well_ids = np.asarray(well_ids, dtype=object)
-    counts = np.bincount(codes, minlength=len(well_ids)).astype(np.float64)
-    features = {}
-    for block, embeddings in by_block.items():
-        order = pd.Index(embeddings.well_ids).get_indexer(first.well_ids)
-        sums = np.zeros((len(well_ids), embeddings.features.shape[1]))
-        np.add.at(sums, codes, embeddings.features[order].astype(np.float64))
-        features[block] = sums / counts[:, None]
+    counts = np.bincount(codes, minlength=len(well_ids))
+    averaging = csr_matrix((1.0 / counts[codes], (codes, np.arange(len(codes)))), shape=(len(well_ids), len(codes)))
     experiments = _one_per_well(rows[experiment_column].astype(str), codes, experiment_column, well_ids)
     if task is not None:
         if task not in rows.columns:
@@ -169,17 +199,20 @@ def well_table(by_block: dict[int, WellEmbeddings], metadata: pd.DataFrame, id_c
     else:
         well_labels = labels.reindex(well_ids).to_numpy(dtype=object)
     labelled = np.array([has_label(label) for label in well_labels], dtype=bool)
-    if correction != "none":
-        if "treatment" not in rows.columns:
-            raise ValueError(f"--correction {correction} fits on control wells (treatment '{control_key}') but the "
-                             "metadata has no 'treatment' column; use --correction none")
-        controls = _one_per_well(rows["treatment"].astype(str), codes, "treatment", well_ids) == control_key
-        features = {block: correct(values, controls, experiments, correction, min_controls)
-                    for block, values in features.items()}
-    return ProbeTable(well_ids=well_ids[labelled], labels=np.asarray([str(label) for label in well_labels[labelled]],
-                                                                       dtype=object),
-                      experiments=experiments[labelled], features={b: v[labelled] for b, v in features.items()},
-                      unlabeled_wells=int((~labelled).sum()))
+    treatments = (_one_per_well(rows["treatment"].astype(str), codes, "treatment", well_ids)
+                  if "treatment" in rows.columns else None)
+    return ProbeTable(well_ids=well_ids[labelled], labels=np.array([str(label) for label in well_labels[labelled]],
+                                                                    dtype=object),
+                      experiments=experiments[labelled], row_ids=row_ids, averaging=averaging, labelled=labelled,
+                      well_experiments=experiments, well_treatments=treatments)
+
+
+def block_features(table: ProbeTable, files: dict[int, Path], correction: str = "none",
+                   control_key: str = "EMPTY_control"):
+    """Yield `(block, [num_labelled, hidden_size] well means)` reading one file at a time (a G/8 has 48 blocks of
+    1664 features: the blocks are never all in memory)."""
+    for block, path in files.items():
+        yield block, table.features(read_embeddings(path), correction, control_key)
 
 
 # ----------------------------------------------------------------------------------------------- the probe
@@ -258,9 +291,11 @@ class ProbeResult:
     not_converged: list[int]
 
 
-def run_probe(table: ProbeTable, split: ExperimentSplit, seed: int = 0, max_iter: int = MAX_ITER,
+def run_probe(table: ProbeTable, split: ExperimentSplit, features, seed: int = 0, max_iter: int = MAX_ITER,
               show_progress: bool = True) -> ProbeResult:
-    """Train and score the probe of every block of `table` on `split`."""
+    """Train and score the probe of every block on `split`: `features` yields (or is a dict of) `(block,
+    [num_labelled, hidden_size])` aligned with `table`'s labelled wells. The labels and the split are checked before
+    any block is read."""
     from tqdm.auto import tqdm
 
     classes = np.unique(table.labels)
@@ -281,12 +316,14 @@ def run_probe(table: ProbeTable, split: ExperimentSplit, seed: int = 0, max_iter
                          "task whose classes recur across experiments (RxRx1's siRNA, a gene screened in several "
                          "experiments), or other --test-experiments")
     scores, not_converged = {}, []
-    for block in tqdm(table.features, desc="probing blocks", unit="block", disable=not show_progress):
-        features = table.features[block]
-        scores[block], converged = balanced_accuracy_of_probe(features[train], table.labels[train], features[seen],
+    items = features.items() if isinstance(features, dict) else features
+    for block, values in tqdm(items, desc="probing blocks", unit="block", disable=not show_progress):
+        scores[block], converged = balanced_accuracy_of_probe(values[train], table.labels[train], values[seen],
                                                               table.labels[seen], seed=seed, max_iter=max_iter)
         if not converged:
             not_converged.append(block)
+    if not scores:
+        raise ValueError("no block to probe")
     best_block = max(scores, key=lambda block: (scores[block], -block))
     counts = {
         "train_experiments": len(split.train),
@@ -369,7 +406,7 @@ def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None
 
     existing = written()
     if existing and not out.with_name(f"{out.name}.parts").is_dir():
-        provenance = read_embeddings(existing[0]).provenance
+        provenance = file_provenance(existing[0])
         if provenance.get("model") != model or provenance.get("dataset") != data:
             raise ValueError(f"{folder} holds embeddings of {provenance.get('model')} on {provenance.get('dataset')}, "
                              f"not of {model} on {data}: use another --out or delete that folder")
@@ -453,18 +490,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             metadata_path = default_metadata(args.data, args.metadata, args.revision)
             paths = embed_every_block(args.model, args.data, args.out, args.metadata, args.device, args.batch_size,
                                       args.revision)
-        by_block = read_block_files(paths)
+        files = block_files(paths)
         metadata, id_column = read_probe_metadata(metadata_path)
         experiment_column = experiment_column_of(metadata, args.experiment_column)
         labels = read_labels(args.labels) if args.labels else None
-        table = well_table(by_block, metadata, id_column, experiment_column, task=args.task, labels=labels,
-                           correction=args.correction, control_key=args.control_key)
+        table = well_table(read_well_ids(next(iter(files.values()))), metadata, id_column, experiment_column,
+                           task=args.task, labels=labels)
         split = split_experiments(table.experiments, args.test_fraction, args.seed, args.test_experiments)
-        result = run_probe(table, split, seed=args.seed, max_iter=args.max_iter)
+        result = run_probe(table, split, block_features(table, files, args.correction, args.control_key),
+                           seed=args.seed, max_iter=args.max_iter)
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    provenance = next(iter(by_block.values())).provenance
+    provenance = file_provenance(next(iter(files.values())))
     results = probe_results(
         result,
         model=args.model_name or args.model or provenance.get("model") or block_from_path(paths[0])[0],
@@ -486,11 +524,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 __all__ = [
     "SITE_ID_COLUMN",
     "DEFAULT_TEST_FRACTION",
-    "read_block_files",
+    "block_files",
+    "read_well_ids",
+    "file_provenance",
     "read_probe_metadata",
     "read_labels",
     "ProbeTable",
     "well_table",
+    "block_features",
     "ExperimentSplit",
     "split_experiments",
     "balanced_accuracy_of_probe",

@@ -10,7 +10,7 @@ import pytest
 from planted_screen import planted_screen
 
 from eval import probe
-from eval.embeddings_file import write_embeddings
+from eval.embeddings_file import read_embeddings, write_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,10 @@ def test_the_probe_is_fitted_on_training_experiments_only(screen, files):
     from sklearn.preprocessing import StandardScaler
 
     paths, metadata_path = files
-    by_block = probe.read_block_files(paths)
     metadata, id_column = probe.read_probe_metadata(metadata_path)
-    table = probe.well_table(by_block, metadata, id_column, "experiment_name", task="gene")
+    table = probe.well_table(probe.read_well_ids(paths[0]), metadata, id_column, "experiment_name", task="gene")
     split = probe.split_experiments(table.experiments, test_experiments=["gene-004"])
-    result = probe.run_probe(table, split, show_progress=False)
+    result = probe.run_probe(table, split, probe.block_features(table, probe.block_files(paths)), show_progress=False)
     labelled = screen.metadata["gene"].notna()
     in_train = screen.metadata["experiment_name"].isin(split.train)
     assert result.counts["train_wells"] == int((labelled & in_train).sum())
@@ -88,7 +87,7 @@ def test_the_probe_is_fitted_on_training_experiments_only(screen, files):
     assert result.counts["unlabeled_wells"] == int((~labelled).sum())
     # The same recipe written out with the held-out experiment never seen by the scaler or the classifier.
     train, test = table.experiments != "gene-004", table.experiments == "gene-004"
-    features = table.features[2]
+    features = table.features(read_embeddings(paths[1]))
     scaler = StandardScaler().fit(features[train])
     classifier = LogisticRegression(class_weight="balanced", max_iter=1000).fit(scaler.transform(features[train]),
                                                                                  table.labels[train])
@@ -128,13 +127,16 @@ def test_rxrx1_sites_are_averaged_into_wells(tmp_path):
     features = np.asarray(features, dtype=np.float32)
     write_embeddings(tmp_path / "rxrx1_block1.parquet", metadata["site_id"], features)
     write_embeddings(tmp_path / "rxrx1_block2.parquet", metadata["site_id"], 2 * features)
-    by_block = probe.read_block_files([tmp_path / "rxrx1_block1.parquet", tmp_path / "rxrx1_block2.parquet"])
     table_metadata, id_column = probe.read_probe_metadata(tmp_path / "metadata.csv")
     assert id_column == "site_id"
-    table = probe.well_table(by_block, table_metadata, id_column, "experiment", task="sirna")
+    row_ids = probe.read_well_ids(tmp_path / "rxrx1_block1.parquet")
+    table = probe.well_table(row_ids[::-1], table_metadata, id_column, "experiment", task="sirna")
     assert len(table.well_ids) == 36
-    first_well = metadata.index[metadata["well_id"] == table.well_ids[0]]
-    np.testing.assert_allclose(table.features[1][0], features[first_well].mean(axis=0), rtol=1e-6)
+    well_means = table.features(read_embeddings(tmp_path / "rxrx1_block1.parquet"))
+    for row in (0, 17):
+        sites = metadata.index[metadata["well_id"] == table.well_ids[row]]
+        assert len(sites) == 2
+        np.testing.assert_allclose(well_means[row], features[sites].mean(axis=0), rtol=1e-6)
     assert probe.main(["--embeddings", str(tmp_path / "rxrx1_block1.parquet"), str(tmp_path / "rxrx1_block2.parquet"),
                        "--metadata", str(tmp_path / "metadata.csv"), "--task", "sirna", "--out",
                        str(tmp_path / "out"), "--no-plots"]) == 0
@@ -178,3 +180,21 @@ def test_other_bad_input_is_a_clear_error(screen, files, tmp_path, capsys):
     with pytest.raises(SystemExit):
         probe.main(["--embeddings", str(paths[0]), "--task", "gene", "--out", str(tmp_path / "d")])  # no metadata
     assert "--embeddings needs --metadata" in capsys.readouterr().err
+
+
+def test_blocks_of_different_wells_are_an_error(screen, files, tmp_path, capsys):
+    paths, metadata = files
+    fewer = tmp_path / "planted_block3.parquet"
+    write_embeddings(fewer, screen.metadata["well_id"][:-1], screen.features[3][:-1])
+    assert run_probe_cli([paths[0], fewer], metadata, tmp_path / "out", "--task", "gene") == 2
+    assert "embed different wells" in capsys.readouterr().err
+
+
+def test_batch_correction_on_controls_before_the_probe(files, tmp_path):
+    paths, metadata = files
+    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "gene", "--correction", "centerscale",
+                         "--no-plots") == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["correction"] == "centerscale"
+    # Removing each experiment's offset and gain on its controls keeps every block above twice chance.
+    assert all(results["metrics"][f"probe_balanced_accuracy_block{block}"] > 2 / 16 for block in (1, 2, 3))
