@@ -198,3 +198,10 @@ def test_batch_correction_on_controls_before_the_probe(files, tmp_path):
     assert results["correction"] == "centerscale"
     # Removing each experiment's offset and gain on its controls keeps every block above twice chance.
     assert all(results["metrics"][f"probe_balanced_accuracy_block{block}"] > 2 / 16 for block in (1, 2, 3))
+
+
+def test_probe_results_read_back_as_model_card_results(probe_out):
+    cards = pytest.importorskip("hub_cards.results", reason="needs hub_cards' results reader")
+    results = cards.read_results(probe_out / "results.json")
+    assert results.block is None and results.metrics["probe_best_block"] == 2
+    assert isinstance(results.metrics["probe_best_block"], int)
