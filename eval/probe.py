@@ -3,6 +3,7 @@
     phenom probe --model <hub id or dir> --data <dataset> --task gene --out DIR
     phenom probe --embeddings emb_block1.parquet emb_block2.parquet ... --metadata CSV --task gene --out DIR
     phenom probe ... --labels labels.csv          # a CSV with columns well_id,label instead of --task
+    accelerate launch -m phenom probe --model ... # several processes embed; the main process probes
 
 Protocol (paper.md §3; the scikit-learn recipe is the one paper.md proposes, as the paper does not give it):
 
@@ -490,6 +491,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             metadata_path = default_metadata(args.data, args.metadata, args.revision)
             paths = embed_every_block(args.model, args.data, args.out, args.metadata, args.device, args.batch_size,
                                       args.revision)
+            from accelerate import PartialState
+
+            if not PartialState().is_main_process:
+                return 0  # under `accelerate launch` every process embeds its wells; the main one probes
         files = block_files(paths)
         metadata, id_column = read_probe_metadata(metadata_path)
         experiment_column = experiment_column_of(metadata, args.experiment_column)
