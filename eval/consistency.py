@@ -1,12 +1,14 @@
-"""Perturbation consistency p-values and their Cauchy combination across experiments (paper.md §2, §4d).
+"""Perturbation consistency p-values per experiment and their Cauchy combination across experiments (paper.md §2,
+§4d), for curation.
 
-Consistency statistic (Celik et al. 2024; EFAAR's perturbation signal consistency): the mean cosine similarity over
-all pairs of a perturbation's replicate wells. For `k` unit vectors `u_i` with sum `s`, the mean over the
-`k (k - 1) / 2` pairs is `(|s|^2 - k) / (k (k - 1))`, so a well set costs one sum, however large it is.
+Statistic: the one of `phenom eval`'s signal-consistency benchmark (`eval/perturbation_signal.py`, EFAAR; Celik et
+al. 2024), reused here: the mean cosine over all pairs of a perturbation's wells, `mean_pairwise_cosine`, computed
+from the squared norm of the sum of unit rows; random well sets are drawn with its `random_well_sets`.
 
-Null (the older EFAAR recipe, sampled within the batch): the same statistic for `draws` random sets of `k` distinct
-wells of the same experiment (its non-control wells), seeded. p-value: `(1 + #{null >= observed}) / (1 + draws)`,
-the permutation p-value that never reaches 0 (its smallest value is `1 / (1 + draws)`).
+Null (the older EFAAR recipe, sampled within the batch): the statistic for `draws` random sets of `k` distinct
+wells of the same experiment (its non-control wells), seeded per experiment. p-value: `(1 + #{null >= observed}) /
+(1 + draws)`, the permutation p-value that never reaches 0 (its smallest value is `1 / (1 + draws)`). It differs on
+purpose from the benchmark's share of null >= observed, which can be 0: one p = 0 decides a Cauchy combination.
 
 Cauchy combination (Liu & Xie 2020, "ACAT"; the paper combines per-experiment p-values with it):
 `T = sum_i w_i tan((0.5 - p_i) pi)` with `w_i = 1 / k`, combined `p = 0.5 - arctan(T) / pi`. Evaluated so that
@@ -15,8 +17,7 @@ p-values near 0 and 1 keep their precision: `tan((0.5 - p) pi)` is computed as `
 `arctan(1 / T) / pi` (the naive difference cancels to 0 for large `T`). Exact zeros and ones follow the ACAT
 package: any `p = 0` gives 0 (its term is infinite), otherwise any `p = 1` gives 1.
 
-This module scores; `eval/curate.py` decides what to keep. (A sibling benchmark, `signal_consistency_fraction`, is
-being written on another branch; both use the same statistic and should share one function once both have landed.)
+This module scores; `eval/curate.py` decides what to keep.
 """
 
 from __future__ import annotations
@@ -25,42 +26,10 @@ import math
 
 import numpy as np
 
-from .recall import unit_rows
+from .benchmark_common import unit_rows
+from .perturbation_signal import mean_pairwise_cosine, random_well_sets
 
 DEFAULT_DRAWS = 1000
-_SETS_PER_CHUNK_ELEMENTS = 1 << 24  # bound on draws x set size x features held at once
-
-
-def mean_pairwise_cosine(unit: np.ndarray) -> float:
-    """Mean cosine over all pairs of the rows of `unit` (`[k, D]` unit vectors, k >= 2)."""
-    count = len(unit)
-    if count < 2:
-        raise ValueError("the mean pairwise cosine needs at least 2 wells")
-    total = unit.sum(axis=0)
-    return float((total @ total - count) / (count * (count - 1)))
-
-
-def set_mean_cosines(unit: np.ndarray, sets: np.ndarray) -> np.ndarray:
-    """`[num_sets]` mean pairwise cosine of each row set: `sets` is int `[num_sets, k]` row indices into `unit`."""
-    num_sets, count = sets.shape
-    chunk = max(1, _SETS_PER_CHUNK_ELEMENTS // max(1, count * unit.shape[1]))
-    values = np.empty(num_sets)
-    for start in range(0, num_sets, chunk):
-        totals = unit[sets[start:start + chunk]].sum(axis=1)
-        values[start:start + chunk] = (np.einsum("ij,ij->i", totals, totals) - count) / (count * (count - 1))
-    return values
-
-
-def random_sets(rng: np.random.Generator, pool_size: int, set_size: int, draws: int) -> np.ndarray:
-    """int `[draws, set_size]`: `draws` sets of `set_size` distinct positions in `range(pool_size)`, each uniform."""
-    if set_size > pool_size:
-        raise ValueError(f"cannot draw {set_size} distinct wells from {pool_size}")
-    chunk = max(1, (1 << 22) // pool_size)
-    parts = []
-    for start in range(0, draws, chunk):
-        keys = rng.random((min(chunk, draws - start), pool_size))
-        parts.append(np.argpartition(keys, set_size - 1, axis=1)[:, :set_size])
-    return np.concatenate(parts)
 
 
 def permutation_p_value(observed: float, null: np.ndarray) -> float:
@@ -81,19 +50,26 @@ class ExperimentNull:
         if draws < 1:
             raise ValueError(f"draws must be >= 1, got {draws}")
         self.unit = unit
+        self.squared_norms = np.einsum("ij,ij->i", unit, unit)
         self.draws = draws
         self.rng = rng
         self._null: dict[int, np.ndarray] = {}
 
+    def statistic(self, sets: np.ndarray) -> np.ndarray:
+        """`[num_sets]` mean pairwise cosine of each row set (int `[num_sets, k]` rows of `unit`)."""
+        return mean_pairwise_cosine(self.unit, self.squared_norms, sets)
+
     def null(self, set_size: int) -> np.ndarray:
         if set_size not in self._null:
-            sets = random_sets(self.rng, len(self.unit), set_size, self.draws)
-            self._null[set_size] = set_mean_cosines(self.unit, sets)
+            self._null[set_size] = self.statistic(random_well_sets(self.rng, len(self.unit), set_size, self.draws))
         return self._null[set_size]
 
-    def p_value(self, unit_replicates: np.ndarray) -> float:
-        """p-value of the replicate set `unit_replicates` (`[k, D]`, k >= 2) against the null of size k."""
-        return permutation_p_value(mean_pairwise_cosine(unit_replicates), self.null(len(unit_replicates)))
+    def p_value(self, replicates: np.ndarray) -> float:
+        """p-value of the replicate rows `replicates` (int `[k]`, k >= 2) against the null of size k."""
+        if len(replicates) < 2:
+            raise ValueError("the consistency statistic needs at least 2 wells")
+        observed = float(self.statistic(np.asarray(replicates)[None, :])[0])
+        return permutation_p_value(observed, self.null(len(replicates)))
 
 
 def consistency_p_values(features: np.ndarray, perturbations: np.ndarray, experiments: np.ndarray,
@@ -116,7 +92,7 @@ def consistency_p_values(features: np.ndarray, perturbations: np.ndarray, experi
     perturbations = np.asarray(perturbations, dtype=object)
     experiments = np.asarray(experiments, dtype=object)
     is_control = np.asarray(is_control, dtype=bool)
-    unit = unit_rows(features, np.arange(len(features)))
+    unit = unit_rows(np.asarray(features, dtype=np.float64))
     results: dict[str, dict[str, float]] = {}
     for index, experiment in enumerate(sorted(set(experiments[~is_control]))):
         pool = np.flatnonzero((experiments == experiment) & ~is_control)
@@ -128,7 +104,7 @@ def consistency_p_values(features: np.ndarray, perturbations: np.ndarray, experi
             label = labels[members[0]]
             if len(members) < 2 or (query is not None and label not in query):
                 continue
-            results.setdefault(label, {})[experiment] = null.p_value(null.unit[members])
+            results.setdefault(label, {})[experiment] = null.p_value(members)
     return results
 
 
@@ -164,9 +140,6 @@ def cauchy_combination(p_values, weights=None) -> float:
 
 __all__ = [
     "DEFAULT_DRAWS",
-    "mean_pairwise_cosine",
-    "set_mean_cosines",
-    "random_sets",
     "permutation_p_value",
     "ExperimentNull",
     "consistency_p_values",

@@ -196,7 +196,7 @@ def _result(name: str, scored: _Scored, recipe: dict, p_threshold: float, extra_
 # --- consistency ---------------------------------------------------------------------------------------------------
 
 
-def _mean_pairwise_cosine(unit: np.ndarray, squared_norms: np.ndarray, sets: np.ndarray) -> np.ndarray:
+def mean_pairwise_cosine(unit: np.ndarray, squared_norms: np.ndarray, sets: np.ndarray) -> np.ndarray:
     """float [sets]: mean cosine over the pairs of each set, from |sum of unit rows|^2 (no k x k matrix)."""
     size = sets.shape[1]
     out = np.empty(len(sets))
@@ -243,7 +243,7 @@ def signal_consistency_benchmark(
     unit = unit_rows(features)
     squared_norms = np.einsum("ij,ij->i", unit, unit)
     scored = _score_against_null(
-        lambda sets: _mean_pairwise_cosine(unit, squared_norms, sets),
+        lambda sets: mean_pairwise_cosine(unit, squared_norms, sets),
         queries,
         queries.wells,
         min_replicates=min_replicates,
@@ -435,6 +435,7 @@ __all__ = [
     "consistency_benchmark",
     "energy_distance",
     "magnitude_benchmark",
+    "mean_pairwise_cosine",
     "random_well_sets",
     "signal_consistency_benchmark",
     "signal_magnitude_benchmark",

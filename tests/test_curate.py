@@ -1,7 +1,7 @@
 """`phenom curate`: the Cauchy combination against hand computations (p-values near 0 and 1 included), the
-replicate-consistency statistic and its permutation p-value, and curation of a planted screen: the consistent genes
-are kept, the no-phenotype genes and the genes below the metadata thresholds are dropped, controls are down-sampled,
-and the well list is what pretraining reads."""
+replicate-consistency statistic (shared with the signal-consistency benchmark) and its permutation p-value, and
+curation of a planted screen: the consistent genes are kept, the no-phenotype genes and the genes below the metadata
+thresholds are dropped, controls are down-sampled, and the well list is what pretraining reads."""
 
 import json
 import math
@@ -12,14 +12,7 @@ import pytest
 from planted_screen import planted_screen
 
 from eval import curate
-from eval.consistency import (
-    cauchy_combination,
-    consistency_p_values,
-    mean_pairwise_cosine,
-    permutation_p_value,
-    random_sets,
-    set_mean_cosines,
-)
+from eval.consistency import ExperimentNull, cauchy_combination, consistency_p_values, permutation_p_value
 
 
 # ----------------------------------------------------------------------------------------------- Cauchy combination
@@ -64,27 +57,19 @@ def test_cauchy_combination_rejects_bad_input():
 
 
 # ----------------------------------------------------------------------------------------------- the statistic
-def unit(rows):
-    rows = np.asarray(rows, dtype=np.float64)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def test_mean_pairwise_cosine_is_the_mean_over_all_pairs():
-    vectors = unit(np.random.default_rng(0).normal(size=(5, 4)))
-    pairs = [vectors[i] @ vectors[j] for i in range(5) for j in range(i + 1, 5)]
-    assert mean_pairwise_cosine(vectors) == pytest.approx(np.mean(pairs), rel=1e-12)
-    assert mean_pairwise_cosine(unit([[1, 0], [0, 1]])) == pytest.approx(0.0, abs=1e-15)
-    sets = np.array([[0, 1, 2], [2, 3, 4], [4, 0, 1]])
-    expected = [mean_pairwise_cosine(vectors[row]) for row in sets]
-    np.testing.assert_allclose(set_mean_cosines(vectors, sets), expected, rtol=1e-12)
-
-
-def test_random_sets_have_distinct_wells_and_depend_on_the_seed_only():
-    sets = random_sets(np.random.default_rng(3), pool_size=10, set_size=4, draws=200)
-    assert sets.shape == (200, 4) and all(len(set(row)) == 4 for row in sets) and sets.max() < 10
-    np.testing.assert_array_equal(sets, random_sets(np.random.default_rng(3), 10, 4, 200))
-    # Every well is drawn about equally often (uniform sets): 200 * 4 / 10 = 80 each.
-    assert np.bincount(sets.ravel(), minlength=10).min() > 50
+def test_the_replicate_statistic_is_the_mean_cosine_over_all_pairs_and_the_null_is_seeded():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(12, 4))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    null = ExperimentNull(unit, draws=300, rng=np.random.default_rng(5))
+    members = np.array([0, 3, 4, 9])
+    pairs = [unit[i] @ unit[j] for index, i in enumerate(members) for j in members[index + 1:]]
+    assert null.statistic(members[None, :])[0] == pytest.approx(np.mean(pairs), rel=1e-12)
+    observed = np.mean(pairs)
+    expected = (1 + np.count_nonzero(null.null(4) >= observed)) / 301
+    assert null.p_value(members) == pytest.approx(expected)
+    again = ExperimentNull(unit, draws=300, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(again.null(4), null.null(4))
 
 
 def test_permutation_p_value_counts_null_values_at_least_the_observed_one():
