@@ -2,7 +2,9 @@
 
 `import modeling_phenom` registers `PhenomConfig` (model_type ``phenom``), `PhenomModel` (AutoModel),
 `PhenomForMaskedImageModeling` (AutoModelForMaskedImageModeling, AutoModelForPreTraining) and `PhenomImageProcessor`
-with the transformers Auto classes.
+with the transformers Auto classes, and the legacy model_type ``"MAE"`` of the released
+`recursionpharma/OpenPhenom` checkpoint (`convert_openphenom`), so that
+`AutoModel.from_pretrained("recursionpharma/OpenPhenom")` loads it without remote code.
 """
 
 from transformers import (
@@ -14,6 +16,7 @@ from transformers import (
 )
 
 from .configuration_phenom import PRESETS, PhenomConfig
+from .convert_openphenom import OpenPhenomConfig, OpenPhenomForMaskedImageModeling, OpenPhenomModel
 from .image_processing_phenom import PhenomImageProcessor
 from .modeling_phenom import (
     PhenomForMaskedImageModeling,
@@ -29,8 +32,17 @@ AutoModelForMaskedImageModeling.register(PhenomConfig, PhenomForMaskedImageModel
 AutoModelForPreTraining.register(PhenomConfig, PhenomForMaskedImageModeling, exist_ok=True)
 AutoImageProcessor.register(PhenomConfig, image_processor_classes={"pil": PhenomImageProcessor}, exist_ok=True)
 
+# The released OpenPhenom checkpoint: thin subclasses, since one config class cannot carry two model types.
+AutoConfig.register(OpenPhenomConfig.model_type, OpenPhenomConfig, exist_ok=True)
+AutoModel.register(OpenPhenomConfig, OpenPhenomModel, exist_ok=True)
+AutoModelForMaskedImageModeling.register(OpenPhenomConfig, OpenPhenomForMaskedImageModeling, exist_ok=True)
+AutoModelForPreTraining.register(OpenPhenomConfig, OpenPhenomForMaskedImageModeling, exist_ok=True)
+
 __all__ = [
     "PRESETS",
+    "OpenPhenomConfig",
+    "OpenPhenomForMaskedImageModeling",
+    "OpenPhenomModel",
     "PhenomConfig",
     "PhenomForMaskedImageModeling",
     "PhenomForMaskedImageModelingOutput",

@@ -451,22 +451,26 @@ class PhenomEncoder(nn.Module):
 
 # ----------------------------------------------------------------------------- masking, patches, loss
 def random_masking(
-    tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None
+    tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None, num_prefix_tokens: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Joint random masking over all patch tokens (openphenom.md §3.7, paper.md §1.5; CLS is not passed in).
+    """Joint random masking over all patch tokens (openphenom.md §3.7, paper.md §1.5).
 
-    `argsort(noise)` ascending shuffles the tokens; the first `int(num_tokens * (1 - mask_ratio))` are kept, still in
-    that shuffled order (the released encoder sees them so).
+    `argsort(noise)` ascending shuffles the patch tokens; the first `int(num_tokens * (1 - mask_ratio))` are kept,
+    still in that shuffled order (the released encoder sees them so). Prefix tokens (CLS) are never masked and stay
+    in front; one gather builds the result.
 
     Args:
-        tokens: `[batch, num_tokens, width]` patch tokens (channel-major for a channel-agnostic model).
-        mask_ratio: fraction to remove, in [0, 1).
+        tokens: `[batch, num_prefix_tokens + num_tokens, width]`: prefix tokens, then the patch tokens
+            (channel-major for a channel-agnostic model).
+        mask_ratio: fraction of the patch tokens to remove, in [0, 1).
         noise: optional `[batch, num_tokens]`; `torch.rand` if `None`. Pass it for a deterministic mask.
+        num_prefix_tokens: leading tokens that are always kept (1 for CLS).
     Returns:
-        `kept` `[batch, num_kept, width]`, `mask` `[batch, num_tokens]` (1 = removed, dtype of `tokens`) and
-        `ids_restore` `[batch, num_tokens]` int64 (= `argsort(argsort(noise))`).
+        `kept` `[batch, num_prefix_tokens + num_kept, width]`, `mask` `[batch, num_tokens]` (1 = removed, dtype of
+        `tokens`) and `ids_restore` `[batch, num_tokens]` int64 (= `argsort(argsort(noise))`).
     """
-    batch_size, num_tokens, width = tokens.shape
+    batch_size, num_all_tokens, width = tokens.shape
+    num_tokens = num_all_tokens - num_prefix_tokens
     num_kept = int(num_tokens * (1 - mask_ratio))
     if noise is None:
         noise = torch.rand(batch_size, num_tokens, device=tokens.device)
@@ -477,7 +481,11 @@ def random_masking(
         )
     ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
-    kept = torch.gather(tokens, 1, ids_shuffle[:, :num_kept, None].expand(-1, -1, width))
+    ids_keep = ids_shuffle[:, :num_kept] + num_prefix_tokens
+    if num_prefix_tokens:
+        prefix = torch.arange(num_prefix_tokens, device=tokens.device).expand(batch_size, -1)
+        ids_keep = torch.cat([prefix, ids_keep], dim=1)
+    kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, width))
     # A token is removed iff its place in the shuffled order is past the kept prefix: no scatter or gather needed.
     mask = (ids_restore >= num_kept).to(tokens.dtype)
     return kept, mask, ids_restore
@@ -914,13 +922,11 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
         standardized = self.phenom.standardize(pixel_values)
         _, num_channels, height, width = standardized.shape
         tokens = self.phenom.embeddings(standardized)
-        kept, mask, ids_restore = random_masking(tokens[:, 1:], mask_ratio, noise)
-        latent, hidden_states = self.phenom.encoder(
-            torch.cat([tokens[:, :1], kept], dim=1), output_hidden_states=output_hidden_states
-        )
+        encoder_input, mask, ids_restore = random_masking(tokens, mask_ratio, noise, num_prefix_tokens=1)
+        latent, hidden_states = self.phenom.encoder(encoder_input, output_hidden_states=output_hidden_states)
         grid_height, grid_width = height // self.config.patch_size, width // self.config.patch_size
         reconstruction = self.decoder(latent, ids_restore, num_channels, grid_height, grid_width)
-        num_masked = mask.shape[0] * (mask.shape[1] - kept.shape[1])
+        num_masked = mask.shape[0] * (mask.shape[1] + 1 - encoder_input.shape[1])
         terms = self.compute_loss(reconstruction, standardized, mask, num_masked=num_masked)
         output = PhenomForMaskedImageModelingOutput(
             loss=terms.loss,
