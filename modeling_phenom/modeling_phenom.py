@@ -5,10 +5,15 @@ Implements the released OpenPhenom encoder (``reference/openphenom.md`` §3.1-3.
 ViT-22B ParallelScalingBlock (fused in-projection, per-head qk LayerNorm, LayerScale) including timm <= 1.0.24's
 bias routing, no final norm before pooling, and the ``fc_norm`` head. Also the standard C-channel patch embedding
 and the sequential pre-norm block used by the paper's ViT-L/8 and ViT-G/8 (``reference/paper.md`` §1).
+
+Masked image modeling (``reference/openphenom.md`` §3.6-3.8, ``reference/paper.md`` §1.4-1.5): joint random masking
+over all channel x position tokens, the released channel-agnostic decoder (shared cross-attention and MLP, one block
+stack per channel, shared pixel head), the standard MAE decoder of He et al., and the MSE + Fourier loss.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,6 +53,55 @@ class PhenomModelOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     normalized_pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class PhenomForMaskedImageModelingOutput(ModelOutput):
+    """Output of [`PhenomForMaskedImageModeling`].
+
+    `num_tokens = num_channels * tokens_per_channel` for a channel-agnostic encoder, `tokens_per_channel` otherwise.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): `(1 - w) * reconstruction_loss + w * fourier_loss` with
+            `w = config.fourier_loss_weight` (just `reconstruction_loss` when w is 0). `None` when no token is masked.
+        reconstruction_loss (`torch.FloatTensor` of shape `()`, *optional*): mean squared error per token (mean over
+            its pixels), averaged over the masked tokens of the batch, on the self-standardized image. `None` when no
+            token is masked.
+        fourier_loss (`torch.FloatTensor` of shape `()`, *optional*): the unweighted Fourier term (L1 between FFT
+            magnitudes, `config.fourier_loss_mode`), averaged over masked tokens if `config.mask_fourier_loss`, else
+            over all. `None` when w is 0 or no token is masked.
+        reconstruction (`torch.FloatTensor`): the decoder's prediction for every token in the original order, in
+            self-standardized pixel units: `(batch_size, num_channels * tokens_per_channel, patch_size**2)` for the
+            channel-agnostic decoder (one channel's patch per token, pixels row-major),
+            `(batch_size, tokens_per_channel, patch_size**2 * num_channels)` for the standard decoder (pixels
+            row-major, channel last). [`PhenomForMaskedImageModeling.reconstruction_to_images`] makes images of it.
+        mask (`torch.FloatTensor` of shape `(batch_size, num_tokens)`): 1 for a removed (masked) token, 0 for a
+            kept one, in the original token order.
+        ids_restore (`torch.LongTensor` of shape `(batch_size, num_tokens)`): `argsort(argsort(noise))`: the
+            position of each original token in the shuffled order (it un-shuffles the decoder input).
+        latent (`torch.FloatTensor` of shape `(batch_size, 1 + num_kept, hidden_size)`): encoder output, CLS first,
+            then the kept tokens in shuffled (`argsort(noise)`) order, as the released model (no final LayerNorm).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): the encoder's `num_encoder_blocks + 1` hidden states
+            of the kept tokens (shape of `latent`), when asked.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    fourier_loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    latent: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class PhenomLossTerms:
+    """The terms of the MAE objective (scalars, or `None` when there is nothing to average or w is 0)."""
+
+    loss: torch.Tensor | None
+    reconstruction_loss: torch.Tensor | None
+    fourier_loss: torch.Tensor | None
 
 
 # ----------------------------------------------------------------------------- input checks and standardization
@@ -142,6 +196,16 @@ def position_table(grid_size: int, embed_dim: int, copies: int) -> torch.Tensor:
     positions tiled `copies` times (one per channel slot of a channel-agnostic model)."""
     grid = sincos_2d_position_embedding(grid_size, grid_size, embed_dim)
     return torch.cat([torch.zeros(1, embed_dim), grid.repeat(copies, 1)], dim=0)[None]
+
+
+def grid_positions(table: torch.Tensor, training_grid: int, grid_height: int, grid_width: int) -> torch.Tensor:
+    """`[grid_height * grid_width, width]` positions of one channel's patches: rows `1..` of a stored
+    `[1, 1 + copies * training_grid**2, width]` table at the training grid (bit-exact with a loaded checkpoint), the
+    sin-cos formula for any other grid."""
+    if grid_height == grid_width == training_grid:
+        return table[0, 1 : 1 + grid_height * grid_width]
+    positions = sincos_2d_position_embedding(grid_height, grid_width, table.shape[-1])
+    return positions.to(table.device, table.dtype)
 
 
 # ----------------------------------------------------------------------------- small modules
@@ -246,16 +310,14 @@ class PhenomEmbeddings(nn.Module):
 
     def patch_positions(self, grid_height: int, grid_width: int) -> torch.Tensor:
         """`[1, grid_height * grid_width, hidden_size]` positions of one channel's patches."""
-        if grid_height == grid_width == self.config.grid_size:
-            return self.position_embeddings[:, 1 : 1 + grid_height * grid_width]
-        table = sincos_2d_position_embedding(grid_height, grid_width, self.config.hidden_size)
-        return table.to(self.position_embeddings.device, self.position_embeddings.dtype)[None]
+        return grid_positions(self.position_embeddings, self.config.grid_size, grid_height, grid_width)[None]
 
     def forward(self, standardized_pixels: torch.Tensor) -> torch.Tensor:
-        """`[batch, channels, height, width]` standardized -> `[batch, 1 + num_tokens, hidden_size]`."""
+        """`[batch, channels, height, width]` standardized -> `[batch, 1 + num_tokens, hidden_size]` (in the dtype of
+        the model's weights)."""
         batch_size, num_channels, height, width = standardized_pixels.shape
         patch_size = self.config.patch_size
-        tokens = self.patch_embeddings(standardized_pixels)
+        tokens = self.patch_embeddings(standardized_pixels.to(self.cls_token.dtype))
         positions = self.patch_positions(height // patch_size, width // patch_size)
         if self.config.channel_agnostic:
             tokens = (tokens.view(batch_size, num_channels, -1, tokens.shape[-1]) + positions[:, None]).flatten(1, 2)
@@ -387,6 +449,254 @@ class PhenomEncoder(nn.Module):
         return hidden_states, all_hidden_states
 
 
+# ----------------------------------------------------------------------------- masking, patches, loss
+def random_masking(
+    tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None, num_prefix_tokens: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Joint random masking over all patch tokens (openphenom.md §3.7, paper.md §1.5).
+
+    `argsort(noise)` ascending shuffles the patch tokens; the first `int(num_tokens * (1 - mask_ratio))` are kept,
+    still in that shuffled order (the released encoder sees them so). Prefix tokens (CLS) are never masked and stay
+    in front; one gather builds the result.
+
+    Args:
+        tokens: `[batch, num_prefix_tokens + num_tokens, width]`: prefix tokens, then the patch tokens
+            (channel-major for a channel-agnostic model).
+        mask_ratio: fraction of the patch tokens to remove, in [0, 1).
+        noise: optional `[batch, num_tokens]`; `torch.rand` if `None`. Pass it for a deterministic mask.
+        num_prefix_tokens: leading tokens that are always kept (1 for CLS).
+    Returns:
+        `kept` `[batch, num_prefix_tokens + num_kept, width]`, `mask` `[batch, num_tokens]` (1 = removed, dtype of
+        `tokens`) and `ids_restore` `[batch, num_tokens]` int64 (= `argsort(argsort(noise))`).
+    """
+    batch_size, num_all_tokens, width = tokens.shape
+    num_tokens = num_all_tokens - num_prefix_tokens
+    num_kept = int(num_tokens * (1 - mask_ratio))
+    if noise is None:
+        noise = torch.rand(batch_size, num_tokens, device=tokens.device)
+    elif tuple(noise.shape) != (batch_size, num_tokens):
+        raise ValueError(
+            f"noise must have shape [batch, num_tokens] = [{batch_size}, {num_tokens}] (one value per patch token of "
+            f"every channel, CLS excluded), got {tuple(noise.shape)}"
+        )
+    ids_shuffle = torch.argsort(noise.to(tokens.device), dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :num_kept] + num_prefix_tokens
+    if num_prefix_tokens:
+        prefix = torch.arange(num_prefix_tokens, device=tokens.device).expand(batch_size, -1)
+        ids_keep = torch.cat([prefix, ids_keep], dim=1)
+    kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, width))
+    # A token is removed iff its place in the shuffled order is past the kept prefix: no scatter or gather needed.
+    mask = (ids_restore >= num_kept).to(tokens.dtype)
+    return kept, mask, ids_restore
+
+
+def restore_token_order(kept: torch.Tensor, mask_token: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+    """Append `mask_token` copies for the removed tokens and un-shuffle: `[batch, num_kept, width]` ->
+    `[batch, num_tokens, width]` in the original token order (one gather)."""
+    batch_size, num_kept, width = kept.shape
+    num_tokens = ids_restore.shape[1]
+    if num_kept < num_tokens:
+        kept = torch.cat([kept, mask_token.to(kept.dtype).expand(batch_size, num_tokens - num_kept, width)], dim=1)
+    return torch.gather(kept, 1, ids_restore[..., None].expand(-1, -1, width))
+
+
+def patchify(images: torch.Tensor, patch_size: int, channel_agnostic: bool) -> torch.Tensor:
+    """Cut `[batch, C, H, W]` images into the decoder's token layout (the released `flatten_images`).
+
+    Returns `[batch, C * T, p * p]` (token order channel, row, column; pixels row-major in the patch) if
+    `channel_agnostic`, else `[batch, T, p * p * C]` (pixels row-major, channel last); T = (H / p) * (W / p).
+    """
+    batch_size, num_channels, height, width = images.shape
+    grid_height, grid_width = height // patch_size, width // patch_size
+    patches = images.reshape(batch_size, num_channels, grid_height, patch_size, grid_width, patch_size)
+    if channel_agnostic:
+        patches = patches.permute(0, 1, 2, 4, 3, 5)  # [N, C, gh, gw, p, p]
+        return patches.reshape(batch_size, num_channels * grid_height * grid_width, patch_size * patch_size)
+    patches = patches.permute(0, 2, 4, 3, 5, 1)  # [N, gh, gw, p, p, C]
+    return patches.reshape(batch_size, grid_height * grid_width, patch_size * patch_size * num_channels)
+
+
+def unpatchify(
+    tokens: torch.Tensor, patch_size: int, num_channels: int, grid_height: int, grid_width: int, channel_agnostic: bool
+) -> torch.Tensor:
+    """Inverse of [`patchify`]: decoder token layout -> `[batch, num_channels, grid_height * p, grid_width * p]`."""
+    batch_size = tokens.shape[0]
+    if channel_agnostic:
+        patches = tokens.reshape(batch_size, num_channels, grid_height, grid_width, patch_size, patch_size)
+        patches = patches.permute(0, 1, 2, 4, 3, 5)
+    else:
+        patches = tokens.reshape(batch_size, grid_height, grid_width, patch_size, patch_size, num_channels)
+        patches = patches.permute(0, 5, 1, 3, 2, 4)
+    return patches.reshape(batch_size, num_channels, grid_height * patch_size, grid_width * patch_size)
+
+
+def fourier_token_error(
+    reconstruction: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    patch_size: int,
+    num_channels: int,
+    channel_agnostic: bool,
+) -> torch.Tensor:
+    """Per-token L1 distance between 2-D FFT magnitudes, averaged over the token's values: `[batch, num_tokens]`.
+
+    `per_patch`: the FFT of each channel's p x p patch. `reference`: the released `FourierLoss` (openphenom.md §3.8):
+    the `[batch, C * T, P]` tensors are reinterpreted in memory as `[batch, P * C, sqrt(T), sqrt(T)]` before the FFT
+    and the elementwise error is reinterpreted back; this equals `per_patch` only when T == P (ViT-S/16 at 256 px).
+    """
+    batch_size, num_tokens, values_per_token = reconstruction.shape
+    if mode == "reference":
+        tokens_per_channel = num_tokens // num_channels
+        side = math.isqrt(tokens_per_channel)
+        if side * side != tokens_per_channel:
+            raise ValueError(
+                f"fourier_loss_mode 'reference' needs a square token grid per channel, got {tokens_per_channel} "
+                "tokens per channel; use fourier_loss_mode='per_patch'"
+            )
+        shape = (batch_size, values_per_token * num_channels, side, side)
+    elif channel_agnostic:
+        shape = (batch_size, num_tokens, patch_size, patch_size)
+    else:
+        # [N, T, p, p, C] -> channels in front of the patch axes, so the FFT runs over each channel's patch.
+        shape = (batch_size, num_tokens, patch_size, patch_size, num_channels)
+        reconstruction = reconstruction.reshape(shape).movedim(-1, 2)
+        target = target.reshape(shape).movedim(-1, 2)
+        shape = reconstruction.shape
+    magnitude_error = (
+        torch.fft.fft2(reconstruction.reshape(shape)).abs() - torch.fft.fft2(target.reshape(shape)).abs()
+    ).abs()
+    return magnitude_error.reshape(batch_size, num_tokens, -1).mean(dim=-1)
+
+
+# ----------------------------------------------------------------------------- decoders
+class PhenomCrossAttention(nn.Module):
+    """Multi-head cross-attention of the channel-agnostic decoder (openphenom.md §3.6): queries from one set of tokens,
+    keys and values from a context; `query` and `key_value` have no bias (`key_value` gives K then V); SDPA, which is
+    the released manual softmax attention up to rounding."""
+
+    def __init__(self, config: PhenomConfig):
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.num_heads = config.decoder_cross_attention_heads
+        self.query = nn.Linear(width, width, bias=False)
+        self.key_value = nn.Linear(width, 2 * width, bias=False)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """`[batch, num_queries, width]` queries over a `[batch, num_context, width]` context -> like the queries."""
+        key, value = self.key_value(context).chunk(2, dim=-1)
+        query = _split_heads(self.query(hidden_states), self.num_heads)
+        attention = _attend(query, _split_heads(key, self.num_heads), _split_heads(value, self.num_heads))
+        return self.proj(attention)
+
+
+def _decoder_position_table(config: PhenomConfig, copies: int) -> nn.Parameter:
+    # Frozen sin-cos table, a parameter so that checkpoints carry it (as the released one does).
+    return nn.Parameter(
+        torch.zeros(1, 1 + copies * config.grid_size**2, config.decoder_hidden_size), requires_grad=False
+    )
+
+
+class PhenomChannelAgnosticDecoder(nn.Module):
+    """The released CA-MAE decoder (`CAMAEDecoder`, openphenom.md §3.6), sized from the `decoder_*` config fields.
+
+    Encoder tokens are projected (`encoder_to_decoder`), completed with `mask_token` copies and un-shuffled; every
+    token gets its spatial position and its channel's `modality_embeddings` row. Then, for every channel (all at
+    once: queries are independent), the shared `cross_attention` of `query_norm(channel tokens)` over
+    `context_norm(all tokens)` replaces the tokens (no residual), the shared `mlp` adds `mlp(out_norm(x))`, and the
+    channel's own stack `layers[c]` of pre-norm blocks runs. No final norm; the shared `prediction` head gives each
+    token's p x p pixels. CLS plays no part in the reconstruction (the released decoder drops it before the head).
+    Needs exactly `decoder_num_modalities` channels.
+    """
+
+    def __init__(self, config: PhenomConfig):
+        super().__init__()
+        layer_config = config.decoder_layer_config()
+        width = config.decoder_hidden_size
+        self.config = config
+        self.num_modalities = config.decoder_num_modalities
+        self.encoder_to_decoder = nn.Linear(config.hidden_size, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.position_embeddings = _decoder_position_table(config, copies=config.decoder_num_modalities)
+        # The released model adds a frozen zero "modality" to CLS; kept so that its checkpoint maps one to one.
+        self.cls_modality_embedding = nn.Parameter(torch.zeros(1, 1, width), requires_grad=False)
+        self.modality_embeddings = nn.Parameter(torch.zeros(config.decoder_num_modalities, width))
+        self.query_norm = nn.LayerNorm(width, eps=config.decoder_layer_norm_eps)
+        self.context_norm = nn.LayerNorm(width, eps=config.decoder_layer_norm_eps)
+        self.cross_attention = PhenomCrossAttention(config)
+        self.out_norm = nn.LayerNorm(width, eps=config.decoder_layer_norm_eps)
+        self.mlp = PhenomMLP(layer_config)
+        self.layers = nn.ModuleList(
+            nn.ModuleList(PhenomSequentialLayer(layer_config) for _ in range(config.decoder_num_hidden_layers))
+            for _ in range(config.decoder_num_modalities)
+        )
+        self.prediction = nn.Linear(width, config.patch_size**2)
+
+    def forward(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, num_channels: int, grid_height: int, grid_width: int
+    ) -> torch.Tensor:
+        """`latent` `[batch, 1 + num_kept, hidden_size]` (CLS + kept tokens, shuffled) ->
+        `[batch, num_channels * T, patch_size**2]` in the original token order."""
+        if num_channels != self.num_modalities:
+            raise ValueError(
+                f"the channel-agnostic decoder reconstructs exactly decoder_num_modalities={self.num_modalities} "
+                f"channels (one block stack each), got {num_channels}; the encoder alone (PhenomModel) takes any count"
+            )
+        hidden_states = restore_token_order(self.encoder_to_decoder(latent[:, 1:]), self.mask_token, ids_restore)
+        batch_size, num_tokens, width = hidden_states.shape
+        tokens_per_channel = grid_height * grid_width
+        positions = grid_positions(self.position_embeddings, self.config.grid_size, grid_height, grid_width)
+        channel_positions = positions[None] + self.modality_embeddings[:, None]  # [C, T, width]
+        hidden_states = (hidden_states.view(batch_size, num_channels, tokens_per_channel, width) + channel_positions)
+        hidden_states = hidden_states.view(batch_size, num_tokens, width)
+        hidden_states = self.cross_attention(self.query_norm(hidden_states), self.context_norm(hidden_states))
+        hidden_states = hidden_states + self.mlp(self.out_norm(hidden_states))
+        per_channel = []
+        for channel, layers in enumerate(self.layers):
+            channel_states = hidden_states[:, channel * tokens_per_channel : (channel + 1) * tokens_per_channel]
+            for layer in layers:
+                channel_states = layer(channel_states)
+            per_channel.append(channel_states)
+        return self.prediction(torch.cat(per_channel, dim=1))
+
+
+class PhenomDecoder(nn.Module):
+    """The standard MAE decoder (He et al.; paper.md §1.4, used by `l8` and `g8`): projection, mask tokens and
+    un-shuffle, fixed sin-cos positions, `decoder_num_hidden_layers` pre-norm blocks over CLS + all tokens, final
+    LayerNorm, and a linear head to each token's p x p x C pixels."""
+
+    def __init__(self, config: PhenomConfig):
+        super().__init__()
+        layer_config = config.decoder_layer_config()
+        width = config.decoder_hidden_size
+        self.config = config
+        self.encoder_to_decoder = nn.Linear(config.hidden_size, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.position_embeddings = _decoder_position_table(config, copies=1)
+        self.layers = nn.ModuleList(
+            PhenomSequentialLayer(layer_config) for _ in range(config.decoder_num_hidden_layers)
+        )
+        self.norm = nn.LayerNorm(width, eps=config.decoder_layer_norm_eps)
+        self.prediction = nn.Linear(width, config.patch_size**2 * config.num_channels)
+
+    def forward(
+        self, latent: torch.Tensor, ids_restore: torch.Tensor, num_channels: int, grid_height: int, grid_width: int
+    ) -> torch.Tensor:
+        """`latent` `[batch, 1 + num_kept, hidden_size]` -> `[batch, T, patch_size**2 * num_channels]`."""
+        hidden_states = self.encoder_to_decoder(latent)
+        patch_states = restore_token_order(hidden_states[:, 1:], self.mask_token, ids_restore)
+        positions = grid_positions(self.position_embeddings, self.config.grid_size, grid_height, grid_width)
+        cls_state = hidden_states[:, :1] + self.position_embeddings[:, :1]
+        hidden_states = torch.cat([cls_state, patch_states + positions], dim=1)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return self.prediction(self.norm(hidden_states[:, 1:]))
+
+
+DECODER_CLASSES = {"channel_agnostic": PhenomChannelAgnosticDecoder, "standard": PhenomDecoder}
+
+
 # ----------------------------------------------------------------------------- pooling
 def pool_patch_tokens(hidden_state: torch.Tensor) -> torch.Tensor:
     """`[batch, 1 + num_tokens, D]` -> `[batch, D]`: mean of the patch tokens, CLS excluded (the released
@@ -432,6 +742,15 @@ class PhenomPreTrainedModel(PreTrainedModel):
         elif isinstance(module, PhenomParallelLayer):
             init.zeros_(module.mlp_bias)
             init.zeros_(module.qkv_bias)
+        elif isinstance(module, (PhenomChannelAgnosticDecoder, PhenomDecoder)):
+            init.normal_(module.mask_token, std=std)
+            copies = module.num_modalities if isinstance(module, PhenomChannelAgnosticDecoder) else 1
+            table = position_table(self.config.grid_size, self.config.decoder_hidden_size, copies)
+            init.copy_(module.position_embeddings, table.to(module.position_embeddings.dtype))
+            if isinstance(module, PhenomChannelAgnosticDecoder):
+                # Distinct random channel embeddings so that channels differ from the first step (released: zeros).
+                init.normal_(module.modality_embeddings, std=std)
+                init.zeros_(module.cls_modality_embedding)
         elif isinstance(module, PhenomEmbeddings):
             init.normal_(module.cls_token, std=std)
             # Fixed sin-cos table, never trained (openphenom.md §3.3).
@@ -458,8 +777,9 @@ class PhenomModel(PhenomPreTrainedModel):
     ```
     """
 
-    # A masked-image-modeling checkpoint loads into the encoder alone without reporting its decoder.
-    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^encoder_to_decoder\.", r"^decoder_prediction\."]
+    # A PhenomForMaskedImageModeling checkpoint (encoder under `phenom.`, everything else under `decoder.`) loads into
+    # the encoder alone without reporting its decoder.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
 
     def __init__(self, config: PhenomConfig):
         super().__init__(config)
@@ -482,11 +802,14 @@ class PhenomModel(PhenomPreTrainedModel):
     def num_blocks(self) -> int:
         return len(self.encoder.layers)
 
+    def standardize(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Validate and self-standardize: `[batch, C, H, W]` -> float32 `[batch, C, H, W]` (also the MAE target)."""
+        validate_pixel_values(pixel_values, self.config)
+        return self_standardize(pixel_values, self.config.pixel_scale)
+
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Validate, self-standardize and tokenize: `[batch, C, H, W]` -> `[batch, 1 + num_tokens, hidden_size]`."""
-        validate_pixel_values(pixel_values, self.config)
-        standardized = self_standardize(pixel_values, self.config.pixel_scale)
-        return self.embeddings(standardized.to(self.embeddings.cls_token.dtype))
+        return self.embeddings(self.standardize(pixel_values))
 
     def forward(
         self,
@@ -544,10 +867,157 @@ class PhenomModel(PhenomPreTrainedModel):
         return self.get_block_embeddings(pixel_values, blocks="last", per_channel=True)[self.num_blocks]
 
 
+class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
+    """Phenom encoder + MAE decoder + loss (AutoModelForMaskedImageModeling, AutoModelForPreTraining).
+
+    Masks `mask_ratio` of all C x T patch tokens jointly (CLS is always kept), encodes the kept ones, decodes every
+    token (`decoder_type`: the released channel-agnostic decoder or the standard MAE decoder) and scores the masked
+    ones against the self-standardized image: `(1 - w) * MSE + w * Fourier` (openphenom.md §3.6-3.8).
+
+    ```python
+    >>> import torch
+    >>> from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling
+    >>> model = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny"))
+    >>> pixels = torch.randint(0, 256, (2, 6, 256, 256), dtype=torch.uint8)
+    >>> out = model(pixels)
+    >>> out.reconstruction.shape, out.mask.shape  # 6 channels x 64 tokens, 32 x 32 pixels per token
+    (torch.Size([2, 384, 1024]), torch.Size([2, 384]))
+    >>> model.reconstruction_to_images(out.reconstruction).shape
+    torch.Size([2, 6, 256, 256])
+    ```
+    """
+
+    def __init__(self, config: PhenomConfig):
+        super().__init__(config)
+        self.phenom = PhenomModel(config)
+        self.decoder = DECODER_CLASSES[config.decoder_type](config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.phenom.get_input_embeddings()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> PhenomForMaskedImageModelingOutput | tuple:
+        """
+        Args:
+            pixel_values: `[batch, channels, height, width]`, uint8 or float on the 0..`pixel_scale` scale.
+            noise: optional `[batch, num_tokens]` float; tokens are shuffled by `argsort(noise)` and the lowest
+                `int(num_tokens * (1 - mask_ratio))` kept. Random if `None`.
+            mask_ratio: overrides `config.mask_ratio` for this call (0 = keep every token, still shuffled).
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        standardized = self.phenom.standardize(pixel_values)
+        _, num_channels, height, width = standardized.shape
+        tokens = self.phenom.embeddings(standardized)
+        encoder_input, mask, ids_restore = random_masking(tokens, mask_ratio, noise, num_prefix_tokens=1)
+        latent, hidden_states = self.phenom.encoder(encoder_input, output_hidden_states=output_hidden_states)
+        grid_height, grid_width = height // self.config.patch_size, width // self.config.patch_size
+        reconstruction = self.decoder(latent, ids_restore, num_channels, grid_height, grid_width)
+        num_masked = mask.shape[0] * (mask.shape[1] + 1 - encoder_input.shape[1])
+        terms = self.compute_loss(reconstruction, standardized, mask, num_masked=num_masked)
+        output = PhenomForMaskedImageModelingOutput(
+            loss=terms.loss,
+            reconstruction_loss=terms.reconstruction_loss,
+            fourier_loss=terms.fourier_loss,
+            reconstruction=reconstruction,
+            mask=mask,
+            ids_restore=ids_restore,
+            latent=latent,
+            hidden_states=hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def compute_loss(
+        self,
+        reconstruction: torch.Tensor,
+        standardized_pixels: torch.Tensor,
+        mask: torch.Tensor,
+        num_masked: int | None = None,
+    ) -> PhenomLossTerms:
+        """The MAE objective (openphenom.md §3.8, paper.md §1.5), computed in float32.
+
+        Args:
+            reconstruction: the decoder output (layout of [`patchify`] for this model's decoder).
+            standardized_pixels: `[batch, C, H, W]` self-standardized images (the target, no norm-pix).
+            mask: `[batch, num_tokens]`, 1 = masked.
+            num_masked: number of masked tokens in the batch if known (avoids a device sync); counted otherwise.
+        Returns:
+            [`PhenomLossTerms`]; every term `None` when no token is masked (never a 0/0 NaN).
+        """
+        if num_masked is None:
+            num_masked = int(mask.sum())
+        if num_masked == 0:
+            return PhenomLossTerms(None, None, None)
+        config = self.config
+        channel_agnostic = config.decoder_type == "channel_agnostic"
+        num_channels = standardized_pixels.shape[1]
+        target = patchify(standardized_pixels.float(), config.patch_size, channel_agnostic)
+        reconstruction = reconstruction.float()
+        mask = mask.float()
+        squared_error = (reconstruction - target).pow(2).mean(dim=-1)
+        reconstruction_loss = (squared_error * mask).sum() / num_masked
+        weight = config.fourier_loss_weight
+        if weight == 0:
+            return PhenomLossTerms(reconstruction_loss, reconstruction_loss, None)
+        fourier_error = fourier_token_error(
+            reconstruction, target, config.fourier_loss_mode, config.patch_size, num_channels, channel_agnostic
+        )
+        fourier_loss = (fourier_error * mask).sum() / num_masked if config.mask_fourier_loss else fourier_error.mean()
+        loss = (1 - weight) * reconstruction_loss + weight * fourier_loss
+        return PhenomLossTerms(loss, reconstruction_loss, fourier_loss)
+
+    def reconstruction_to_images(
+        self, reconstruction: torch.Tensor, image_size: int | tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Decoder output -> `[batch, C, H, W]` images in self-standardized units.
+
+        Args:
+            reconstruction: `PhenomForMaskedImageModelingOutput.reconstruction`.
+            image_size: `(height, width)` or one side of the input images; a square grid is assumed if `None`.
+        """
+        config = self.config
+        channel_agnostic = config.decoder_type == "channel_agnostic"
+        num_channels = config.decoder_num_modalities if channel_agnostic else config.num_channels
+        tokens_per_channel = reconstruction.shape[1] // (num_channels if channel_agnostic else 1)
+        if image_size is None:
+            side = math.isqrt(tokens_per_channel)
+            if side * side != tokens_per_channel:
+                raise ValueError(f"{tokens_per_channel} tokens per channel is not a square grid: pass image_size")
+            grid_height = grid_width = side
+        else:
+            height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+            grid_height, grid_width = height // config.patch_size, width // config.patch_size
+            if grid_height * grid_width != tokens_per_channel:
+                raise ValueError(
+                    f"image_size {height} x {width} gives {grid_height * grid_width} tokens per channel, but the "
+                    f"reconstruction has {tokens_per_channel}"
+                )
+        return unpatchify(reconstruction, config.patch_size, num_channels, grid_height, grid_width, channel_agnostic)
+
+
 __all__ = [
     "PhenomModelOutput",
+    "PhenomForMaskedImageModelingOutput",
+    "PhenomLossTerms",
     "PhenomPreTrainedModel",
     "PhenomModel",
+    "PhenomForMaskedImageModeling",
+    "PhenomChannelAgnosticDecoder",
+    "PhenomDecoder",
+    "PhenomCrossAttention",
     "PhenomEmbeddings",
     "PhenomPatchEmbeddings",
     "PhenomParallelLayer",
@@ -561,6 +1031,12 @@ __all__ = [
     "self_standardize",
     "sincos_2d_position_embedding",
     "position_table",
+    "grid_positions",
+    "random_masking",
+    "restore_token_order",
+    "patchify",
+    "unpatchify",
+    "fourier_token_error",
     "pool_patch_tokens",
     "pool_per_channel",
 ]

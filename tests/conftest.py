@@ -14,7 +14,12 @@ import torch  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread per pytest-xdist worker: `-n 2` workers on 2 cores with 2 OpenMP threads each oversubscribe the
+# machine, and small training steps then spend most of their time spinning at OpenMP barriers (10-100x slower).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def small_config(**overrides):
