@@ -1,0 +1,215 @@
+"""Generate a synthetic RxRx-like dataset: `generate(...)` in Python, `phenom synth` on the command line.
+
+Plan the biology (`biology.py`), lay out the plates (`layout.py`), render every well (`render.py`, one generator
+per well seeded by (seed, well index), so the bytes do not depend on the number of worker processes), encode the
+channels as JPEG-2000 and write the shards, metadata, ground truth and README (`writer.py`, `truth.py`).
+An interrupted run resumes: finished shards are kept and only the missing ones are rendered again;
+`ground_truth.json` is written last and marks a complete dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from phenom_data.synth.biology import plan_biology
+from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
+from phenom_data.synth.layout import build_layout
+from phenom_data.synth.render import render_well
+from phenom_data.synth.truth import dataset_readme, ground_truth
+from phenom_data.synth.writer import (
+    CELL_TYPE,
+    GROUND_TRUTH_FILE,
+    METADATA_FILE,
+    NUM_CHANNELS,
+    encode_jp2,
+    shard_name,
+    write_json,
+    write_metadata,
+    write_shard,
+    write_text_atomic,
+)
+
+PROGRESS_FILE = ".synth_in_progress.json"
+PARALLEL_MIN_WELLS = 200  # below this, worker start-up costs more than it saves
+
+
+def _render_task(task: tuple) -> list[bytes]:
+    """Render and encode one well (runs in a worker process): six JPEG-2000 channel images."""
+    phenotype, plate_effects, image_size, seed, index, compression = task
+    image = render_well(phenotype, plate_effects, image_size, np.random.default_rng([seed, 2, index]))
+    return [encode_jp2(channel, compression) for channel in image]
+
+
+def _pool_context():
+    """fork on Linux (fast, and a caller's script needs no `if __name__ == "__main__"` guard, as with torch's
+    DataLoader workers); spawn elsewhere (fork is unsafe on macOS)."""
+    return get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+def _prepare_directory(out: Path, config: SynthConfig, overwrite: bool) -> bool:
+    """Check `out` against `config`. True when it already holds this exact dataset (nothing to do)."""
+    wanted = config.to_dict()
+    truth_path, progress_path = out / GROUND_TRUTH_FILE, out / PROGRESS_FILE
+    for path in (truth_path, progress_path):
+        if not path.is_file():
+            continue
+        existing = json.loads(path.read_text())
+        if existing.get("config") == wanted:
+            if path == progress_path:
+                return False  # an interrupted run: resume
+            shards = existing["counts"]["shards"]
+            files = [out / "data" / shard_name(k, shards) for k in range(shards)] + [out / METADATA_FILE]
+            if all(file.is_file() for file in files):
+                return True
+            truth_path.unlink()  # files went missing: regenerate them, write the ground truth last again
+            return False
+        if not overwrite:
+            raise FileExistsError(f"{out} holds a synthetic dataset with another config ({path.name}); choose another "
+                                  "directory or pass overwrite=True (--overwrite)")
+    if overwrite:  # remove only what this generator writes
+        for path in [*sorted((out / "data").glob("train-*.parquet")), truth_path, progress_path,
+                     out / METADATA_FILE, out / "README.md"]:
+            path.unlink(missing_ok=True)
+    elif out.is_dir() and any(out.iterdir()) and not progress_path.is_file():
+        raise FileExistsError(f"{out} is not empty and holds no synthetic dataset; choose an empty or new directory "
+                              "or pass overwrite=True (--overwrite)")
+    return False
+
+
+def generate_from_config(
+    config: SynthConfig, out_dir: str | Path, *, size: str = "custom", workers: int | None = None,
+    overwrite: bool = False, progress: bool = True,
+) -> Path:
+    """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory."""
+    out = Path(out_dir)
+    if _prepare_directory(out, config, overwrite):
+        return out
+    plan = plan_biology(config)
+    layout = build_layout(config, plan)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    write_json(out / PROGRESS_FILE, {"config": config.to_dict()})
+    wells = layout.wells
+    total_rows = NUM_CHANNELS * len(wells)
+    num_shards = max(1, math.ceil(total_rows / config.rows_per_shard))
+    shard_paths = [out / "data" / shard_name(k, num_shards) for k in range(num_shards)]
+    missing = {k for k, path in enumerate(shard_paths) if not path.is_file()}
+    # A well is needed when any of its rows falls into a missing shard.
+    needed = [well for well in wells
+              if {(NUM_CHANNELS * well.index + c) // config.rows_per_shard for c in range(NUM_CHANNELS)} & missing]
+
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(needed) >= PARALLEL_MIN_WELLS else 1
+    tasks = ((well.phenotype, layout.plate_effects[(well.experiment_name, well.plate)], config.image_size,
+              config.seed, well.index, config.jp2_compression) for well in needed)
+    buffers: dict[int, tuple[list[str], list[bytes]]] = {k: ([], []) for k in missing}
+    executor = ProcessPoolExecutor(workers, mp_context=_pool_context()) if workers > 1 and needed else None
+    try:
+        results = executor.map(_render_task, tasks, chunksize=8) if executor else map(_render_task, tasks)
+        bar = tqdm(results, total=len(needed), desc="phenom synth", unit="well", disable=not progress)
+        for well, channels in zip(needed, bar, strict=True):
+            for channel, data in enumerate(channels):
+                row = NUM_CHANNELS * well.index + channel
+                shard = row // config.rows_per_shard
+                if shard not in buffers:
+                    continue
+                keys, images = buffers[shard]
+                keys.append(f"{well.key_prefix}_{channel + 1}")
+                images.append(data)
+                if row == min(total_rows, (shard + 1) * config.rows_per_shard) - 1:
+                    write_shard(shard_paths[shard], keys, images)
+                    del buffers[shard]
+    finally:
+        if executor:
+            executor.shutdown(cancel_futures=True)
+
+    write_metadata(out / METADATA_FILE, (
+        {"well_id": well.well_id, "experiment_name": well.experiment_name, "plate": well.plate,
+         "address": well.address, "gene": well.gene, "treatment": well.treatment, "SMILES": well.smiles,
+         "concentration": well.concentration, "perturbation_type": well.perturbation_type, "cell_type": CELL_TYPE}
+        for well in wells))
+    truth = ground_truth(config, size, plan, layout, num_shards)
+    write_text_atomic(out / "README.md", dataset_readme(truth))
+    write_json(out / GROUND_TRUTH_FILE, truth)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    return out
+
+
+def generate(
+    out_dir: str | Path, size: str = "small", seed: int = 0, image_size: int = 256, *, workers: int | None = None,
+    overwrite: bool = False, progress: bool = True, **overrides,
+) -> Path:
+    """Generate a synthetic RxRx-like dataset in the RxRx3-core layout and return its directory.
+
+    >>> path = generate("synthetic-tiny", size="tiny", seed=0, progress=False)  # doctest: +SKIP
+
+    `size` is a preset of `SIZES` (`tiny`, `small`, `medium`); `overrides` set any other `SynthConfig` field
+    (e.g. `num_genes=150, guides=3`). `workers` processes render wells (default: up to 2 for large runs; the
+    output does not depend on it). A directory already holding the same dataset is returned as is; one holding
+    another dataset is an error unless `overwrite`.
+    """
+    config = SynthConfig.from_size(size, seed=seed, image_size=image_size, **overrides)
+    return generate_from_config(config, out_dir, size=size, workers=workers, overwrite=overwrite, progress=progress)
+
+
+def _parser(prog: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Generate a synthetic RxRx-like Cell Painting dataset in the exact RxRx3-core layout (parquet "
+                    "shards of JPEG-2000 channel images, metadata_rxrx3_core.csv) with planted biology recorded in "
+                    "ground_truth.json.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory (created; must be empty or hold "
+                        "an interrupted run of the same config)")
+    parser.add_argument("--size", default="small", choices=list(SIZES), help="preset (default: small)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--image-size", type=int, default=256, choices=IMAGE_SIZES,
+                        help="channel image side in px: 256 = one model view per well (default), 512 = four tiles "
+                             "as in RxRx3-core")
+    parser.add_argument("--genes", type=int, dest="num_genes", help="genes in the map")
+    parser.add_argument("--complexes", type=int, dest="num_complexes", help="planted CORUM complexes")
+    parser.add_argument("--compounds", type=int, dest="num_compounds", help="compounds")
+    parser.add_argument("--guides", type=int, help="CRISPR guides per gene")
+    parser.add_argument("--replicates", type=int, help="wells per guide in each gene experiment")
+    parser.add_argument("--experiments", type=int, help="gene experiments")
+    parser.add_argument("--compound-experiments", type=int, dest="compound_experiments", help="compound experiments")
+    parser.add_argument("--plates", type=int, help="plates per experiment")
+    parser.add_argument("--batch-strength", type=float, dest="batch_strength",
+                        help="scale of all batch effects (0 = none, default 1)")
+    parser.add_argument("--workers", type=int, help="render processes (default: up to 2 for large runs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    overrides = {name: getattr(args, name) for name in ("num_genes", "num_complexes", "num_compounds", "guides",
+                                                        "replicates", "experiments", "compound_experiments",
+                                                        "plates", "batch_strength")}
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    start = time.perf_counter()
+    try:
+        out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
+                       overwrite=args.overwrite, progress=not args.no_progress, **overrides)
+    except (ValueError, FileExistsError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    counts = json.loads((out / GROUND_TRUTH_FILE).read_text())["counts"]
+    print(f"wrote {counts['wells']} wells ({counts['images']} images, {counts['shards']} shards), "
+          f"{counts['genes']} genes, {counts['compounds']} compounds to {out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+__all__ = ["generate", "generate_from_config", "main"]
