@@ -31,9 +31,11 @@ from phenom_data.synth.render import PlateEffects, render_well
 KEY_PATTERN = re.compile(r"^(?P<experiment>(gene|compound)-\d{3})/Plate(?P<plate>\d+)/(?P<address>[A-Z]{1,2}\d{2})_s1_"
                          r"(?P<channel>[1-6])$")
 JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
-# The signal test runs on `small`'s gene plan with one guide and no compound experiment (432 wells instead of
-# 1,152) to fit the suite's time budget; the closing note of issue 7 gives the numbers for the full `small`.
-SIGNAL_CONFIG = dict(size="small", guides=1, num_compounds=0, compound_experiments=0, controls_per_plate=8)
+# The signal test runs on a reduced `small` to fit the suite's time budget: the same 8 CORUM complexes of 5 genes and
+# 3 gene experiments of 3 plates, but 40 (not 80) genes without a CORUM partner, one guide, no compound experiment
+# (294 wells instead of 1,152). The closing note of issue 7 gives the numbers for the full `small`.
+SIGNAL_CONFIG = dict(size="small", num_genes=80, guides=1, num_compounds=0, compound_experiments=0,
+                     controls_per_plate=6)
 
 
 def _cached_dataset(tmp_path_factory, name, **kwargs):
@@ -343,7 +345,7 @@ def test_planted_biology_is_visible_after_standardization_and_plate_centering(si
 def test_same_seed_same_bytes_whatever_the_workers_and_another_seed_differs(tiny_dataset, tmp_path):
     again = generate(tmp_path / "again", size="tiny", seed=0, rows_per_shard=100, workers=2, progress=False)
     assert _digests(again) == _digests(tiny_dataset)
-    other = generate(tmp_path / "other", size="tiny", seed=1, rows_per_shard=100, workers=1, progress=False)
+    other = generate(tmp_path / "other", size="tiny", seed=1, experiments=1, workers=1, progress=False)
     assert load_ground_truth(other)["genes"] != load_ground_truth(tiny_dataset)["genes"]
     assert set(_read_images(other).values()).isdisjoint(_read_images(tiny_dataset).values())
 
@@ -388,9 +390,9 @@ def test_phenom_synth_command(tmp_path, capsys):
     from phenom.cli import main
 
     assert main(["synth", "--out", str(tmp_path / "cli"), "--size", "tiny", "--seed", "3", "--experiments", "1",
-                 "--no-progress"]) == 0
+                 "--compounds", "0", "--compound-experiments", "0", "--no-progress"]) == 0
     truth = load_ground_truth(tmp_path / "cli")
-    assert truth["config"]["seed"] == 3 and truth["config"]["experiments"] == 1
+    assert truth["config"]["seed"] == 3 and truth["config"]["experiments"] == 1 and not truth["compounds"]
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit) as error:
         main(["synth", "--out", str(tmp_path / "bad"), "--image-size", "300"])

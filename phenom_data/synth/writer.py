@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, Jpeg2KImagePlugin  # noqa: F401  (loaded before render workers fork)
 
 METADATA_FILE = "metadata_rxrx3_core.csv"
 GROUND_TRUTH_FILE = "ground_truth.json"
