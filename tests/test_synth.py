@@ -163,13 +163,11 @@ def test_datasets_loads_the_directory_the_hub_way(tiny_dataset):
 
 
 def test_the_rxrx3_core_reader_loads_it_through_the_hub_code_path(tiny_dataset):
-    import phenom_data
+    from phenom_data import RxRx3CoreWells
 
-    if not hasattr(phenom_data, "RxRx3CoreWells"):
-        pytest.skip("the RxRx3-core reader (phenom_data.RxRx3CoreWells) is not on this branch yet")
     _, rows = _read_metadata(tiny_dataset)
     images = _read_images(tiny_dataset)
-    wells = list(phenom_data.RxRx3CoreWells(str(tiny_dataset)))
+    wells = list(RxRx3CoreWells(str(tiny_dataset)))
     assert sorted(well.well_id for well in wells) == sorted(row["well_id"] for row in rows)
     for well in wells[:5]:
         experiment, plate, address = well.well_id.split("_")
@@ -178,7 +176,7 @@ def test_the_rxrx3_core_reader_loads_it_through_the_hub_code_path(tiny_dataset):
         assert np.array_equal(well.image, expected)
         assert well.metadata["experiment_name"] == experiment
     # Two ranks split the wells (which straddle shards here) exactly once between them.
-    parts = [{well.well_id for well in phenom_data.RxRx3CoreWells(str(tiny_dataset), rank=rank, world_size=2)}
+    parts = [{well.well_id for well in RxRx3CoreWells(str(tiny_dataset), rank=rank, world_size=2)}
              for rank in range(2)]
     assert not parts[0] & parts[1] and parts[0] | parts[1] == {well.well_id for well in wells}
 
