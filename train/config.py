@@ -1,0 +1,219 @@
+"""Typed run configuration of `train/pretrain.py`: YAML file + dotted `key=value` overrides (STYLE rule 11).
+
+Every key is checked: an unknown key is an error that lists the valid ones, before any compute. The resolved
+configuration is written to the output directory (`config.yaml`) and to the trackers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"  # a PhenomConfig preset: tiny, ca-s16, ca-b16, l16, l8, g8
+    overrides: dict[str, Any] = field(default_factory=dict)  # PhenomConfig fields, e.g. {drop_path_rate: 0.1}
+    init_from: str | None = None  # optional save_pretrained directory or Hub id to start from
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # Hub dataset id or local directory in the RxRx3-core layout
+    metadata: str | None = None  # metadata CSV; default: the one inside `path`
+    well_list: str | None = None  # text file, one well_id per line (e.g. written by `phenom curate`)
+    experiments: list[str] | None = None
+    perturbation_types: list[str] | None = None
+    crop_size: int = 256
+    num_workers: int = 0
+    revision: str | None = None
+
+
+@dataclass
+class OptimConfig:
+    peak_lr: float = 1e-4  # absolute at `reference_global_batch_size`
+    reference_global_batch_size: int | None = None  # the batch `peak_lr` was set for; default: global_batch_size
+    lr_scaling: str = "none"  # none | linear (peak_lr * global_batch_size / reference_global_batch_size)
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1  # share of steps warming up from peak/initial_lr_divisor to peak
+    initial_lr_divisor: float = 25.0
+    final_lr_divisor: float = 1e4  # cosine decay ends at peak / final_lr_divisor
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: str = "outputs/pretrain"
+    seed: int = 0
+    max_steps: int = 100
+    global_batch_size: int = 16
+    per_device_batch_size: int = 8
+    mixed_precision: str = "auto"  # auto (bf16 on CUDA, none elsewhere) | no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    log_every: int = 1
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    reconstruction_every: int = 50
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _build(cls, values: dict[str, Any], prefix: str = ""):
+    """Construct dataclass `cls` from a nested dict, rejecting unknown keys with the list of valid ones."""
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {values!r}")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        valid = ", ".join(prefix + name for name in fields)
+        raise ValueError(f"unknown config key(s) {', '.join(prefix + key for key in unknown)}; valid keys: {valid}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value or {}, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, hint, value):
+    """Numbers written as YAML strings (`2e-3` is a string in YAML 1.1) become the field's type; wrong types fail."""
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple) and value is not None:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {name} must be a list, got {value!r}")
+        item_hint = typing.get_args(hint)[0]
+        return type(value)(_coerce(f"{name}[{index}]", item_hint, item) for index, item in enumerate(value))
+    if origin is dict or hint is typing.Any:
+        return value
+    allowed = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    if any(typing.get_origin(kind) in (list, tuple) for kind in allowed) and isinstance(value, (list, tuple)):
+        kind = next(kind for kind in allowed if typing.get_origin(kind) in (list, tuple))
+        return _coerce(name, kind, value)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ValueError(f"config key {name} must not be empty")
+    for kind in (bool, int, float):
+        if kind in allowed and not (kind is int and float in allowed):
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+                continue
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"config key {name} must be {kind.__name__}, got {value!r}") from None
+            if kind is int and converted != float(value):
+                raise ValueError(f"config key {name} must be an integer, got {value!r}")
+            return converted
+    if bool in allowed and not isinstance(value, bool):
+        raise ValueError(f"config key {name} must be true or false, got {value!r}")
+    return value
+
+
+def apply_override(values: dict[str, Any], assignment: str) -> None:
+    """Apply one dotted `key=value` (value parsed as YAML) to a nested dict in place."""
+    if "=" not in assignment:
+        raise ValueError(f"override {assignment!r} is not of the form key=value (e.g. data.path=DIR max_steps=40)")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {assignment!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML run config, apply dotted overrides, validate and return the typed config."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        values = yaml.safe_load(path.read_text()) or {}
+    for assignment in overrides:
+        apply_override(values, assignment)
+    config = _build(TrainConfig, values)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Checks that need no data and no processes (the batch split is checked once the world size is known)."""
+    for name in ("max_steps", "global_batch_size", "per_device_batch_size", "log_every", "checkpoint_every",
+                 "keep_checkpoints", "reconstruction_every"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.optim.lr_scaling not in ("none", "linear"):
+        raise ValueError(f"optim.lr_scaling must be 'none' or 'linear', got {config.optim.lr_scaling!r}")
+    if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
+    if not 0.0 <= config.optim.warmup_fraction < 1.0:
+        raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {config.optim.warmup_fraction}")
+    if config.optim.peak_lr <= 0:
+        raise ValueError(f"optim.peak_lr must be positive, got {config.optim.peak_lr}")
+    if config.data.path is None:
+        raise ValueError("data.path is not set: give a Hub dataset id or a local directory (data.path=DIR)")
+
+
+def effective_peak_lr(config: TrainConfig) -> float:
+    """The peak learning rate used for this run's global batch (`lr_scaling`)."""
+    reference = config.optim.reference_global_batch_size or config.global_batch_size
+    if config.optim.lr_scaling == "linear":
+        return config.optim.peak_lr * config.global_batch_size / reference
+    return config.optim.peak_lr
+
+
+def gradient_accumulation_steps(config: TrainConfig, num_processes: int) -> int:
+    """global batch = per-device batch x processes x accumulation; anything else is an error."""
+    per_step = config.per_device_batch_size * num_processes
+    if config.global_batch_size % per_step:
+        raise ValueError(
+            f"global_batch_size {config.global_batch_size} is not divisible by per_device_batch_size "
+            f"{config.per_device_batch_size} x {num_processes} process(es) = {per_step}"
+        )
+    return config.global_batch_size // per_step
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_override",
+    "effective_peak_lr",
+    "gradient_accumulation_steps",
+    "load_config",
+    "save_config",
+    "validate",
+]

@@ -1,0 +1,234 @@
+"""MAE pretraining of Phenom models with accelerate: the paper's recipe (``reference/paper.md`` §1.5-1.6, DESIGN §5).
+
+Launch from a checkout or an installed package (CPU, one GPU, DDP, DeepSpeed ZeRO-3):
+
+    accelerate launch train/pretrain.py --config train/configs/tiny.yaml data.path=DIR output_dir=runs/tiny
+    accelerate launch -m train.pretrain --config train/configs/ca-s16.yaml data.path=recursionpharma/rxrx3-core
+    phenom pretrain --config train/configs/tiny.yaml data.path=DIR max_steps=40 seed=0
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 train/pretrain.py --config ...  # CPU DDP
+    accelerate launch --config_file train/accelerate/deepspeed_zero3.yaml train/pretrain.py --config .../g8.yaml
+
+`--resume latest|PATH` continues from a checkpoint exactly (model, optimizer, schedule, RNG, data position).
+Outputs in `output_dir`: config.yaml, log.jsonl, checkpoints/step_<N>/, reconstructions/step_<N>.png, final/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `accelerate launch train/pretrain.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import InitProcessGroupKwargs, set_seed
+from tqdm.auto import tqdm
+
+from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
+from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
+from train.config import effective_peak_lr, gradient_accumulation_steps, load_config, save_config
+from train.data import build_wells, require_usable_wells, training_batches
+from train.logging_utils import JsonlLog, save_reconstruction_grid
+from train.optim import Lion, one_cycle_schedule, parameter_groups
+
+logger = get_logger(__name__, log_level="INFO")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="YAML run config (train/configs/tiny.yaml, ca-s16.yaml, ...)")
+    parser.add_argument("--resume", default=None, help="'latest' or a checkpoints/step_<N> folder")
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=DIR max_steps=40")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    # ---------------------------------------------------------------- config
+    args = parse_args(argv, prog)
+    config = load_config(args.config, args.overrides)
+    output_dir = Path(config.output_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = gradient_accumulation_steps(config, world_size)
+    data_path = config.data.path
+    if not ("/" in data_path and not Path(data_path).exists() and data_path.count("/") == 1) and not Path(
+        data_path
+    ).exists():
+        raise FileNotFoundError(f"data.path {data_path} does not exist (give a local directory or a Hub dataset id)")
+
+    # ---------------------------------------------------------------- accelerator
+    mixed_precision = config.mixed_precision
+    if mixed_precision == "auto":  # CPUs here have no native bf16: bf16 only on CUDA
+        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=accumulation,
+        log_with=config.trackers or None,
+        project_dir=str(output_dir),
+        kwargs_handlers=[InitProcessGroupKwargs(backend="nccl" if torch.cuda.is_available() else "gloo")],
+    )
+    if accelerator.num_processes != world_size:
+        accumulation = gradient_accumulation_steps(config, accelerator.num_processes)
+        accelerator.gradient_accumulation_steps = accumulation
+    set_seed(config.seed, device_specific=True)
+    peak_lr = effective_peak_lr(config)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir / "config.yaml")
+    accelerator.print(
+        f"processes {accelerator.num_processes}, per-device batch {config.per_device_batch_size}, accumulation "
+        f"{accumulation}, global batch {config.global_batch_size}; base peak LR {config.optim.peak_lr:g}, "
+        f"effective peak LR {peak_lr:g} (lr_scaling={config.optim.lr_scaling}), precision {mixed_precision}"
+    )
+
+    # ---------------------------------------------------------------- data
+    wells = build_wells(config.data, accelerator.process_index, accelerator.num_processes)
+    require_usable_wells(wells, data_path)
+
+    # ---------------------------------------------------------------- model
+    if config.model.init_from:
+        model = PhenomForMaskedImageModeling.from_pretrained(config.model.init_from, **config.model.overrides)
+    else:
+        model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    accelerator.print(f"model {config.model.preset}: {model.num_parameters(only_trainable=True):,} trainable parameters")
+
+    # ---------------------------------------------------------------- optimizer and schedule
+    optimizer = Lion(parameter_groups(model, config.optim.weight_decay), lr=peak_lr, betas=tuple(config.optim.betas))
+    scheduler = one_cycle_schedule(
+        optimizer, peak_lr, config.max_steps, config.optim.warmup_fraction,
+        config.optim.initial_lr_divisor, config.optim.final_lr_divisor,
+    )
+
+    # ---------------------------------------------------------------- prepare
+    # The schedule steps once per optimizer step, so it is checkpointed but not wrapped by accelerate.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    if config.trackers:
+        accelerator.init_trackers("pretrain", config={k: str(v) for k, v in config.to_dict().items()})
+
+    # ---------------------------------------------------------------- resume
+    start_step, consumed_batches = 0, 0
+    checkpoint = resolve_resume(output_dir, args.resume)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = load_trainer_state(checkpoint)
+        start_step, consumed_batches = state["step"], state["consumed_batches"]
+        accelerator.print(f"resumed from {checkpoint} at step {start_step}")
+    elif args.resume == "latest":
+        accelerator.print(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
+    log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
+        if accelerator.is_main_process else None
+    batches = training_batches(wells, config.data, config.per_device_batch_size, config.seed, consumed_batches)
+
+    # ---------------------------------------------------------------- loop
+    model.train()
+    progress = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,
+                    disable=not accelerator.is_local_main_process, desc="pretrain")
+    last_saved = start_step if checkpoint is not None else None
+    interval_start = time.perf_counter()
+    for step in range(start_step + 1, config.max_steps + 1):
+        terms = torch.zeros(3, device=accelerator.device)  # loss, reconstruction, fourier (sums over micro-batches)
+        for _ in range(accumulation):
+            pixel_values = next(batches).to(accelerator.device)
+            consumed_batches += 1
+            with accelerator.accumulate(model):
+                outputs = model(pixel_values=pixel_values)
+                if not torch.isfinite(outputs.loss.detach()):
+                    raise NonFiniteLossError(f"non-finite loss {outputs.loss.item()} at step {step}")
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and config.optim.grad_clip:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            terms += torch.stack([outputs.loss.detach(), outputs.reconstruction_loss.detach(),
+                                  outputs.fourier_loss.detach()]).float()
+        scheduler.step()
+        progress.update(1)
+        terms = accelerator.reduce(terms, reduction="mean") / accumulation
+
+        if step % config.log_every == 0 or step == config.max_steps:
+            elapsed = time.perf_counter() - interval_start
+            interval_steps = config.log_every if step % config.log_every == 0 else step % config.log_every
+            record = {
+                "step": step,
+                "loss": terms[0].item(),
+                "reconstruction_loss": terms[1].item(),
+                "fourier_loss": terms[2].item(),
+                "lr": optimizer.param_groups[0]["lr"],
+                "grad_norm": float(grad_norm) if config.optim.grad_clip else None,
+                "samples_per_second": interval_steps * config.global_batch_size / max(elapsed, 1e-9),
+            }
+            accelerator.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step)
+            if log is not None:
+                log.write(record)
+            progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+            interval_start = time.perf_counter()
+
+        if accelerator.is_main_process and (step % config.reconstruction_every == 0 or step == config.max_steps):
+            write_reconstruction(accelerator.unwrap_model(model), outputs, pixel_values,
+                                 output_dir / "reconstructions" / f"step_{step}.png", step)
+
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            save_checkpoint(accelerator, output_dir, step, {"consumed_batches": consumed_batches,
+                                                            "seed": config.seed}, config.keep_checkpoints)
+            last_saved = step
+    progress.close()
+
+    # ---------------------------------------------------------------- export
+    export_final(accelerator, model, output_dir / "final", config.data.crop_size)
+    accelerator.end_training()
+    accelerator.print(f"done: {config.max_steps} steps, final model in {output_dir / 'final'} "
+                      f"(last checkpoint: step {last_saved})")
+    return 0
+
+
+@torch.no_grad()
+def write_reconstruction(model, outputs, pixel_values, path: Path, step: int) -> None:
+    """Input / masked input / reconstruction of the first sample of the last micro-batch."""
+    images = model.unpatchify(outputs.reconstruction[:1].float(), pixel_values.shape[1], *pixel_values.shape[-2:])
+    mask = model.mask_to_image(outputs.mask[:1].float(), pixel_values.shape[1], *pixel_values.shape[-2:])
+    standardized = model.standardize(pixel_values[:1])
+    save_reconstruction_grid(path, standardized[0], mask[0], images[0], title=f"step {step}")
+
+
+def export_final(accelerator, model, final_dir: Path, crop_size: int) -> None:
+    """`save_pretrained` of the gathered weights into final/, written under a temporary name then renamed."""
+    accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        temporary = final_dir.with_name(final_dir.name + ".tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=state_dict)
+        PhenomImageProcessor(crop_size=crop_size).save_pretrained(temporary)
+        shutil.rmtree(final_dir, ignore_errors=True)
+        temporary.rename(final_dir)
+    accelerator.wait_for_everyone()
+
+
+def run(argv: list[str] | None = None, prog: str | None = None) -> int:
+    try:
+        return main(argv, prog)
+    except NonFiniteLossError as error:
+        print(f"pretrain stopped: {error}; the last good checkpoint is kept (resume with --resume latest)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(run())
+
+__all__ = ["main", "run"]
