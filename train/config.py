@@ -32,6 +32,7 @@ class DataConfig:
     perturbation_types: list[str] | None = None
     crop_size: int = 256
     num_workers: int = 0
+    shuffle_buffer_size: int = 64  # wells held to shuffle the stream order (0 = reading order)
     revision: str | None = None
 
 

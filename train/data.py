@@ -1,14 +1,17 @@
 """Training batches: random 256 px crops of RxRx3-core-schema wells, streamed per process (DESIGN §4-5).
 
 Each process reads its own wells (`rank`/`world_size` of the reader), so the data loader is not handed to
-`accelerator.prepare`; crops are drawn from generators seeded by (seed, epoch, rank, worker), so a resumed run that
-skips the batches it has already consumed sees exactly the same crops as an uninterrupted one.
+`accelerator.prepare` (it would re-split the stream). Crops and order come from generators seeded by (seed, pass,
+rank, worker), so a resumed run that skips the batches it already consumed sees exactly the crops an
+uninterrupted run sees.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -18,8 +21,19 @@ from phenom_data import RxRx3CoreWells, WellDataset
 
 from .config import DataConfig
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_data_source(path: str) -> None:
+    """A local directory must exist; anything else must look like a Hub dataset id (`org/name`)."""
+    if Path(path).exists():
+        return
+    if path.startswith((".", "/", "~")) or not _HUB_ID.match(path):
+        raise FileNotFoundError(f"data.path {path} does not exist (give a local directory or a Hub dataset id)")
+
 
 def build_wells(data: DataConfig, rank: int, world_size: int) -> RxRx3CoreWells:
+    check_data_source(data.path)
     return RxRx3CoreWells(
         data.path,
         metadata=data.metadata,
@@ -37,29 +51,22 @@ def require_usable_wells(wells: RxRx3CoreWells, source: str) -> None:
     if next(iter(wells), None) is None:
         raise ValueError(
             f"no usable wells in {source} for this process (after filters): check data.path, data.well_list, "
-            f"data.experiments and data.perturbation_types; reader summary: {getattr(wells, 'stats', {})}"
+            f"data.experiments and data.perturbation_types; reader summary: {wells.stats}"
         )
 
 
 def training_batches(
     wells: RxRx3CoreWells, data: DataConfig, batch_size: int, seed: int, skip_batches: int = 0
 ) -> Iterator[torch.Tensor]:
-    """Endless uint8 `[batch_size, C, crop, crop]` batches, epoch after epoch; the first `skip_batches` are
-    consumed and dropped (resume)."""
-    processor = PhenomImageProcessor(crop_size=data.crop_size)
-
-    def epochs() -> Iterator[torch.Tensor]:
-        for epoch in itertools.count():
-            dataset = WellDataset(wells, mode="random_crop", processor=processor, seed=seed + 1_000_003 * epoch)
-            loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, drop_last=True)
-            produced = False
-            for batch in loader:
-                produced = True
-                yield batch["pixel_values"]
-            if not produced:
-                raise ValueError(f"an epoch of {data.path} gave no full batch of {batch_size} wells")
-
-    return itertools.islice(epochs(), skip_batches, None)
+    """Endless uint8 `[batch_size, C, crop, crop]` batches, pass after pass with new crops and order; the first
+    `skip_batches` are drawn and dropped (resume)."""
+    dataset = WellDataset(
+        wells, mode="random_crop", processor=PhenomImageProcessor(crop_size=data.crop_size), seed=seed,
+        shuffle_buffer_size=data.shuffle_buffer_size, repeat=True,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, drop_last=True)
+    batches = (batch["pixel_values"] for batch in loader)
+    return itertools.islice(batches, skip_batches, None)
 
 
-__all__ = ["build_wells", "require_usable_wells", "training_batches"]
+__all__ = ["build_wells", "check_data_source", "require_usable_wells", "training_batches"]

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
 from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
 from train.config import effective_peak_lr, gradient_accumulation_steps, load_config, save_config
-from train.data import build_wells, require_usable_wells, training_batches
+from train.data import build_wells, check_data_source, require_usable_wells, training_batches
 from train.logging_utils import JsonlLog, save_reconstruction_grid
 from train.optim import Lion, one_cycle_schedule, parameter_groups
 
@@ -62,11 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = gradient_accumulation_steps(config, world_size)
-    data_path = config.data.path
-    if not ("/" in data_path and not Path(data_path).exists() and data_path.count("/") == 1) and not Path(
-        data_path
-    ).exists():
-        raise FileNotFoundError(f"data.path {data_path} does not exist (give a local directory or a Hub dataset id)")
+    check_data_source(config.data.path)
 
     # ---------------------------------------------------------------- accelerator
     mixed_precision = config.mixed_precision
@@ -95,7 +91,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     # ---------------------------------------------------------------- data
     wells = build_wells(config.data, accelerator.process_index, accelerator.num_processes)
-    require_usable_wells(wells, data_path)
+    require_usable_wells(wells, config.data.path)
 
     # ---------------------------------------------------------------- model
     if config.model.init_from:
