@@ -64,7 +64,9 @@ def training_batches(
         wells, mode="random_crop", processor=PhenomImageProcessor(crop_size=data.crop_size), seed=seed,
         shuffle_buffer_size=data.shuffle_buffer_size, repeat=True,
     )
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, drop_last=True)
+    # Its own generator, so creating the loader draws nothing from the global RNG that masking uses (exact resume).
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
     batches = (batch["pixel_values"] for batch in loader)
     return itertools.islice(batches, skip_batches, None)
 

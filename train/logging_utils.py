@@ -45,7 +45,8 @@ def save_reconstruction_grid(
     image, mask_image, reconstruction = (t.detach().float().cpu().numpy() for t in (image, mask_image, reconstruction))
     num_channels = image.shape[0]
     figure, axes = plt.subplots(3, num_channels, figsize=(1.8 * num_channels, 5.6), squeeze=False)
-    rows = (("input", image), ("masked", np.where(mask_image > 0.5, np.nan, image)), ("reconstruction", reconstruction))
+    masked = np.where(mask_image > 0.5, np.nan, image)
+    rows = (("input", image), ("masked", masked), ("reconstruction", reconstruction))
     for row, (label, planes) in enumerate(rows):
         for channel in range(num_channels):
             axis = axes[row, channel]

@@ -15,7 +15,6 @@ Outputs in `output_dir`: config.yaml, log.jsonl, checkpoints/step_<N>/, reconstr
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
 from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
-from train.config import effective_peak_lr, gradient_accumulation_steps, load_config, save_config
+from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
 from train.data import build_wells, check_data_source, require_usable_wells, training_batches
 from train.logging_utils import JsonlLog, save_reconstruction_grid
 from train.optim import Lion, one_cycle_schedule, parameter_groups
@@ -56,9 +55,18 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    # ---------------------------------------------------------------- config
+    """Entry point of `phenom pretrain` and `python -m train.pretrain`; exit code 3 on a non-finite loss."""
     args = parse_args(argv, prog)
-    config = load_config(args.config, args.overrides)
+    try:
+        return pretrain(load_config(args.config, args.overrides), args.resume)
+    except NonFiniteLossError as error:
+        print(f"pretrain stopped: {error}; the last good checkpoint is kept (resume with --resume latest)",
+              file=sys.stderr)
+        return 3
+
+
+def pretrain(config: TrainConfig, resume: str | None = None) -> int:
+    # ---------------------------------------------------------------- config
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = gradient_accumulation_steps(config, world_size)
@@ -73,7 +81,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         gradient_accumulation_steps=accumulation,
         log_with=config.trackers or None,
         project_dir=str(output_dir),
-        kwargs_handlers=[InitProcessGroupKwargs(backend="nccl" if torch.cuda.is_available() else "gloo")],
+        # gloo on CPUs, nccl on GPUs; without it DeepSpeed on CPU ranks all believe they are rank 0 of 1.
+        kwargs_handlers=[InitProcessGroupKwargs(backend="nccl" if torch.cuda.is_available() else "gloo")]
+        if world_size > 1 else [],
     )
     if accelerator.num_processes != world_size:
         accumulation = gradient_accumulation_steps(config, accelerator.num_processes)
@@ -100,7 +110,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    accelerator.print(f"model {config.model.preset}: {model.num_parameters(only_trainable=True):,} trainable parameters")
+    trainable = model.num_parameters(only_trainable=True)
+    accelerator.print(f"model {config.model.preset}: {trainable:,} trainable parameters")
 
     # ---------------------------------------------------------------- optimizer and schedule
     optimizer = Lion(parameter_groups(model, config.optim.weight_decay), lr=peak_lr, betas=tuple(config.optim.betas))
@@ -118,13 +129,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     # ---------------------------------------------------------------- resume
     start_step, consumed_batches = 0, 0
-    checkpoint = resolve_resume(output_dir, args.resume)
+    checkpoint = resolve_resume(output_dir, resume)
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = load_trainer_state(checkpoint)
         start_step, consumed_batches = state["step"], state["consumed_batches"]
         accelerator.print(f"resumed from {checkpoint} at step {start_step}")
-    elif args.resume == "latest":
+    elif resume == "latest":
         accelerator.print(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
     log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
         if accelerator.is_main_process else None
@@ -152,7 +163,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 optimizer.zero_grad(set_to_none=True)
             terms += torch.stack([outputs.loss.detach(), outputs.reconstruction_loss.detach(),
                                   outputs.fourier_loss.detach()]).float()
-        scheduler.step()
+        step_lr = optimizer.param_groups[0]["lr"]
+        if step < config.max_steps:
+            scheduler.step()
         progress.update(1)
         terms = accelerator.reduce(terms, reduction="mean") / accumulation
 
@@ -164,7 +177,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 "loss": terms[0].item(),
                 "reconstruction_loss": terms[1].item(),
                 "fourier_loss": terms[2].item(),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": step_lr,
                 "grad_norm": float(grad_norm) if config.optim.grad_clip else None,
                 "samples_per_second": interval_steps * config.global_batch_size / max(elapsed, 1e-9),
             }
@@ -195,9 +208,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 @torch.no_grad()
 def write_reconstruction(model, outputs, pixel_values, path: Path, step: int) -> None:
     """Input / masked input / reconstruction of the first sample of the last micro-batch."""
-    images = model.unpatchify(outputs.reconstruction[:1].float(), pixel_values.shape[1], *pixel_values.shape[-2:])
-    mask = model.mask_to_image(outputs.mask[:1].float(), pixel_values.shape[1], *pixel_values.shape[-2:])
-    standardized = model.standardize(pixel_values[:1])
+    image_size = tuple(pixel_values.shape[-2:])
+    reconstruction = outputs.reconstruction[:1].float()
+    images = model.reconstruction_to_images(reconstruction, image_size)
+    # The mask has one value per decoder token: spread it over the token's pixels to draw it.
+    mask_tokens = outputs.mask[:1, :, None].float().expand_as(reconstruction)
+    mask = model.reconstruction_to_images(mask_tokens, image_size)
+    standardized = model.phenom.standardize(pixel_values[:1])
     save_reconstruction_grid(path, standardized[0], mask[0], images[0], title=f"step {step}")
 
 
@@ -215,16 +232,7 @@ def export_final(accelerator, model, final_dir: Path, crop_size: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def run(argv: list[str] | None = None, prog: str | None = None) -> int:
-    try:
-        return main(argv, prog)
-    except NonFiniteLossError as error:
-        print(f"pretrain stopped: {error}; the last good checkpoint is kept (resume with --resume latest)",
-              file=sys.stderr)
-        return 3
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())
 
-__all__ = ["main", "run"]
+__all__ = ["main", "pretrain"]
