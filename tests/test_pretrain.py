@@ -20,7 +20,8 @@ from train.checkpointing import checkpoint_dirs
 TINY = REPO_ROOT / "train" / "configs" / "tiny.yaml"
 # Small crops and patches keep a step at a few milliseconds; the model is the tiny preset otherwise.
 FAST = ["data.crop_size=64", "model.overrides.patch_size=16", "global_batch_size=4", "per_device_batch_size=4",
-        "trackers=[]", "reconstruction_every=1000", "log_every=1", "data.shuffle_buffer_size=8"]
+        "log_every=1", "data.shuffle_buffer_size=8"]
+QUIET = ["trackers=[]", "reconstruction_every=1000"]
 
 
 def env():
@@ -46,9 +47,10 @@ def test_accelerate_launch_from_a_checkout_trains_and_exports(synth_data, tmp_pa
     out = tmp_path / "run"
     result = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", "train/accelerate/cpu.yaml",
                   "train/pretrain.py", "--config", str(TINY), f"data.path={synth_data}", f"output_dir={out}",
-                  "max_steps=3", "checkpoint_every=2", "reconstruction_every=2", *FAST[:-3]])
+                  "max_steps=3", "checkpoint_every=2", "reconstruction_every=2", *FAST])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "config.yaml").is_file() and (out / "reconstructions" / "step_2.png").is_file()
+    assert any((out / "pretrain").rglob("events.out.tfevents.*"))  # tensorboard, the default tracker
     assert [path.name for path in checkpoint_dirs(out)] == ["step_2", "step_3"]
     assert sorted(losses(out)) == [1, 2, 3]
     model = AutoModelForMaskedImageModeling.from_pretrained(out / "final")
@@ -58,7 +60,7 @@ def test_accelerate_launch_from_a_checkout_trains_and_exports(synth_data, tmp_pa
 
 def test_sigkill_then_resume_gives_the_losses_of_an_uninterrupted_run(synth_data, tmp_path):
     common = ["--config", str(TINY), f"data.path={synth_data}", "max_steps=12", "checkpoint_every=4", "seed=7",
-              "model.overrides.drop_path_rate=0.1", *FAST]
+              "model.overrides.drop_path_rate=0.1", *FAST, *QUIET]
     reference = tmp_path / "reference"
     result = run([sys.executable, "-m", "phenom", "pretrain", *common, f"output_dir={reference}"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,7 +96,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
     # Lion moves every weight by lr * sign: at 1e30 the second forward overflows.
     result = run([sys.executable, "-m", "phenom", "pretrain", "--config", str(TINY), f"data.path={synth_data}",
                   f"output_dir={out}", "max_steps=5", "checkpoint_every=1", "optim.peak_lr=1e30",
-                  "optim.grad_clip=null", *FAST])
+                  "optim.grad_clip=null", *FAST, *QUIET])
     assert result.returncode == 3
     assert "non-finite loss" in result.stderr and "last good checkpoint is kept" in result.stderr
     assert [path.name for path in checkpoint_dirs(out)] == ["step_1"]
@@ -117,7 +119,7 @@ def test_bad_input_is_refused_before_any_compute(synth_data, tmp_path, overrides
     out = tmp_path / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "train/accelerate/cpu.yaml",
                "-m", "train.pretrain", "--config", str(TINY), f"data.path={synth_data}", f"output_dir={out}",
-               *FAST, *overrides]
+               *FAST, *QUIET, *overrides]
     result = run(command)
     assert result.returncode != 0
     assert message in result.stderr
