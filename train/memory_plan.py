@@ -49,7 +49,7 @@ def _saved_tensor_bytes(model: torch.nn.Module, pixel_values: torch.Tensor) -> t
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(pixel_values=pixel_values).loss
+        model(pixel_values=pixel_values)
     scores = sum(size for size, is_score in seen.values() if is_score)
     return sum(size for size, _ in seen.values()) - scores, scores
 
