@@ -34,6 +34,7 @@ class DataConfig:
     num_workers: int = 0
     shuffle_buffer_size: int = 64  # wells held to shuffle the stream order (0 = reading order)
     revision: str | None = None
+    record_wells: bool = False  # write wells-rank<r>.tsv: the step and well_id of every training sample
 
 
 @dataclass

@@ -46,20 +46,26 @@ def build_wells(data: DataConfig, rank: int, world_size: int) -> RxRx3CoreWells:
     )
 
 
-def require_usable_wells(wells: RxRx3CoreWells, source: str) -> None:
-    """Fail before any compute when this process's part of the dataset has no complete well."""
-    if next(iter(wells), None) is None:
+def require_usable_wells(wells: RxRx3CoreWells, source: str, accelerator) -> None:
+    """Fail before any compute, on every process together, when a process's part of the dataset has no complete
+    well (the reader splits by parquet row group: a dataset with fewer row groups than processes starves some)."""
+    has_wells = torch.tensor([float(next(iter(wells), None) is not None)], device=accelerator.device)
+    per_process = accelerator.gather(has_wells).tolist() if accelerator.num_processes > 1 else has_wells.tolist()
+    empty = [rank for rank, value in enumerate(per_process) if value == 0]
+    if empty:
+        where = "this process" if accelerator.num_processes == 1 else f"process(es) {empty} of {len(per_process)}"
         raise ValueError(
-            f"no usable wells in {source} for this process (after filters): check data.path, data.well_list, "
-            f"data.experiments and data.perturbation_types; reader summary: {wells.stats}"
+            f"no usable wells in {source} for {where} (after filters): check data.path, data.well_list, "
+            f"data.experiments and data.perturbation_types, and that the parquet files have at least as many row "
+            f"groups as processes; reader summary: {wells.stats}"
         )
 
 
 def training_batches(
     wells: RxRx3CoreWells, data: DataConfig, batch_size: int, seed: int, skip_batches: int = 0
 ) -> Iterator[torch.Tensor]:
-    """Endless uint8 `[batch_size, C, crop, crop]` batches, pass after pass with new crops and order; the first
-    `skip_batches` are drawn and dropped (resume)."""
+    """Endless batches `{"well_id": [batch_size], "pixel_values": uint8 [batch_size, C, crop, crop]}`, pass after
+    pass with new crops and order; the first `skip_batches` are drawn and dropped (resume)."""
     dataset = WellDataset(
         wells, mode="random_crop", processor=PhenomImageProcessor(crop_size=data.crop_size), seed=seed,
         shuffle_buffer_size=data.shuffle_buffer_size, repeat=True,
@@ -67,8 +73,7 @@ def training_batches(
     # Its own generator, so creating the loader draws nothing from the global RNG that masking uses (exact resume).
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=data.num_workers, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
-    batches = (batch["pixel_values"] for batch in loader)
-    return itertools.islice(batches, skip_batches, None)
+    return itertools.islice(iter(loader), skip_batches, None)
 
 
 __all__ = ["build_wells", "check_data_source", "require_usable_wells", "training_batches"]

@@ -34,8 +34,8 @@ from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomIm
 from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
 from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
 from train.data import build_wells, check_data_source, require_usable_wells, training_batches
-from train.logging_utils import JsonlLog, save_reconstruction_grid
-from train.optim import Lion, one_cycle_schedule, parameter_groups
+from train.distributed import all_finite, build_optimizer_and_schedule, replica_checksums
+from train.logging_utils import JsonlLog, save_reconstruction_grid, write_json_atomically
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -101,29 +101,31 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
 
     # ---------------------------------------------------------------- data
     wells = build_wells(config.data, accelerator.process_index, accelerator.num_processes)
-    require_usable_wells(wells, config.data.path)
+    require_usable_wells(wells, config.data.path, accelerator)
 
     # ---------------------------------------------------------------- model
     if config.model.init_from:
         model = PhenomForMaskedImageModeling.from_pretrained(config.model.init_from, **config.model.overrides)
     else:
         model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
+    # The encoder's fc_norm head is not on the MAE path (openphenom.md §3.5): frozen, so that DDP needs no search
+    # for unused parameters and the optimizer does not decay it.
+    model.phenom.fc_norm.requires_grad_(False)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
     accelerator.print(f"model {config.model.preset}: {trainable:,} trainable parameters")
 
     # ---------------------------------------------------------------- optimizer and schedule
-    optimizer = Lion(parameter_groups(model, config.optim.weight_decay), lr=peak_lr, betas=tuple(config.optim.betas))
-    scheduler = one_cycle_schedule(
-        optimizer, peak_lr, config.max_steps, config.optim.warmup_fraction,
-        config.optim.initial_lr_divisor, config.optim.final_lr_divisor,
-    )
+    optimizer, scheduler, scheduler_prepared = build_optimizer_and_schedule(accelerator, model, config, peak_lr)
 
     # ---------------------------------------------------------------- prepare
-    # The schedule steps once per optimizer step, so it is checkpointed but not wrapped by accelerate.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
+    if scheduler_prepared:  # DeepSpeed's own scheduler (its JSON defines one)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    else:
+        # Our schedule steps once per optimizer step, so it is checkpointed but not wrapped by accelerate.
+        model, optimizer = accelerator.prepare(model, optimizer)
+        accelerator.register_for_checkpointing(scheduler)
     if config.trackers:
         accelerator.init_trackers("pretrain", config={k: str(v) for k, v in config.to_dict().items()})
 
@@ -140,6 +142,9 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
         if accelerator.is_main_process else None
     batches = training_batches(wells, config.data, config.per_device_batch_size, config.seed, consumed_batches)
+    well_log = None
+    if config.data.record_wells:  # which wells this process trained on, step by step
+        well_log = (output_dir / f"wells-rank{accelerator.process_index}.tsv").open("a" if checkpoint else "w")
 
     # ---------------------------------------------------------------- loop
     model.train()
@@ -150,21 +155,25 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     for step in range(start_step + 1, config.max_steps + 1):
         terms = torch.zeros(3, device=accelerator.device)  # loss, reconstruction, fourier (sums over micro-batches)
         for _ in range(accumulation):
-            pixel_values = next(batches).to(accelerator.device)
+            batch = next(batches)
+            pixel_values = batch["pixel_values"].to(accelerator.device)
             consumed_batches += 1
+            if well_log is not None:
+                well_log.write("".join(f"{step}\t{well_id}\n" for well_id in batch["well_id"]))
             with accelerator.accumulate(model):
                 outputs = model(pixel_values=pixel_values)
-                if not torch.isfinite(outputs.loss.detach()):
+                if not all_finite(accelerator, outputs.loss):
                     raise NonFiniteLossError(f"non-finite loss {outputs.loss.item()} at step {step}")
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and config.optim.grad_clip:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            fourier = outputs.fourier_loss if outputs.fourier_loss is not None else torch.zeros_like(outputs.loss)
             terms += torch.stack([outputs.loss.detach(), outputs.reconstruction_loss.detach(),
-                                  outputs.fourier_loss.detach()]).float()
+                                  fourier.detach()]).float()
         step_lr = optimizer.param_groups[0]["lr"]
-        if step < config.max_steps:
+        if step < config.max_steps and not scheduler_prepared:
             scheduler.step()
         progress.update(1)
         terms = accelerator.reduce(terms, reduction="mean") / accumulation
@@ -196,9 +205,20 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
                                                             "seed": config.seed}, config.keep_checkpoints)
             last_saved = step
     progress.close()
+    if well_log is not None:
+        well_log.close()
 
     # ---------------------------------------------------------------- export
+    checksums = replica_checksums(accelerator, model)
+    if checksums is not None and len(set(checksums)) > 1:
+        logger.warning(f"data-parallel replicas differ at the end of training: parameter sums {checksums}")
     export_final(accelerator, model, output_dir / "final", config.data.crop_size)
+    if accelerator.is_main_process:
+        write_json_atomically(output_dir / "run_summary.json", {
+            "steps": config.max_steps, "processes": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type), "gradient_accumulation": accumulation,
+            "replica_parameter_sums": checksums, "last_checkpoint": last_saved,
+        })
     accelerator.end_training()
     accelerator.print(f"done: {config.max_steps} steps, final model in {output_dir / 'final'} "
                       f"(last checkpoint: step {last_saved})")
