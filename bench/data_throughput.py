@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--wells and --repeats must be positive")
     report = run(args.wells, args.repeats)
     print(table(report))
-    from phenom_data.wells import write_text_atomically
+    from phenom_data.atomic import atomic_write_text
 
-    write_text_atomically(args.output, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0
 

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bench.eval_recall import write_json_atomically
 from eval.compound_gene import (
     MAX_CONCENTRATION,
     RXRX3_CORE_CONCENTRATIONS,
@@ -34,6 +33,7 @@ from eval.compound_gene import (
     load_compound_gene_interactions,
     sampling_plans,
 )
+from phenom_data.atomic import atomic_write_json
 
 FULL = {"genes": 735, "compounds": 1700, "dimensions": 384, "seeds": 100, "peer_seeds": 1}
 SMOKE = {"genes": 120, "compounds": 60, "dimensions": 32, "seeds": 3, "peer_seeds": 1}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{per_seed_vectorized:>10.3f}")
     print(f"{'scikit-learn loop (peer)':<32}{size['peer_seeds']:>7}{peer_seconds:>11.2f}{per_seed_peer:>10.3f}")
     print(f"speed-up per seed: {report['speedup_per_seed']:.1f}x; max |difference| vs peer: {disagreement:.2e}")
-    write_json_atomically(args.out, report)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     if disagreement > 1e-9:
         print("FAILED: the vectorized benchmark disagrees with the scikit-learn loop", file=sys.stderr)

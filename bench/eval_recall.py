@@ -14,11 +14,9 @@ same map; every recall must agree exactly, else the run fails. Prints a table an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from eval import recall
 from eval.aggregate import PerturbationMap
+from phenom_data.atomic import atomic_write_json
 
 ANNOTATIONS_DIR = recall.default_annotations_dir()
 
@@ -73,12 +72,6 @@ def timed(function, repeats: int):
         seconds.append(time.perf_counter() - start)
     return value, float(np.median(seconds))
 
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{peer_seconds / ours_seconds:>8.2f}")
     print(f"{ours[0].source} recall (0.05, 0.95) on random profiles: {ours[0].recall['0.05_0.95']:.4f} "
           "(chance about 0.10)")
-    write_json_atomically(args.out, report)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     if mismatches:
         print(f"FAILED: recall differs from the peer for {mismatches}", file=sys.stderr)

@@ -11,8 +11,6 @@ a `Figure` with an Agg canvas directly, so they never touch pyplot's global stat
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,18 +19,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from eval.replicate_consistency import ReplicateCosines, context_cosines
+from phenom_data.atomic import atomic_path
 
 COMPOUND_GENE_PREFIX = "compound_gene_"
 
 
 def _save_atomically(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as handle:
-        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
-    os.replace(handle.name, path)
-    return path
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
+    return Path(path)
 
 
 def _concentration_order(names: list[str]) -> list[str]:

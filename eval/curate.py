@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from phenom_data.atomic import atomic_write_text
+
 from .aggregate import COMPOUND, perturbation_labels, perturbation_types
 from .consistency import DEFAULT_DRAWS, cauchy_combination, consistency_p_values
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
@@ -200,12 +202,6 @@ def curate(features: np.ndarray, metadata: pd.DataFrame, options: CurationOption
     return CurationResult(table=table, well_ids=sorted(kept_wells + kept_controls), summary=summary)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_curation(result: CurationResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """`well_list.txt`, `perturbations.csv` and `curation_summary.json` in `out_dir`, each written atomically."""
     out_dir = Path(out_dir)
@@ -214,10 +210,10 @@ def write_curation(result: CurationResult, out_dir: str | os.PathLike) -> dict[s
     if not result.well_ids:
         raise ValueError("curation kept no well; loosen the thresholds (--p-threshold, --min-experiments, "
                          "--min-wells) or keep controls (--control-fraction)")
-    _write_atomically(paths["well_list"], "".join(f"{well_id}\n" for well_id in result.well_ids))
-    _write_atomically(paths["table"], result.table.to_csv(index=False))
+    atomic_write_text(paths["well_list"], "".join(f"{well_id}\n" for well_id in result.well_ids))
+    atomic_write_text(paths["table"], result.table.to_csv(index=False))
     summary = {**result.summary, "files": {name: path.name for name, path in paths.items()}}
-    _write_atomically(paths["summary"], json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(paths["summary"], json.dumps(summary, indent=2) + "\n")
     return paths
 
 

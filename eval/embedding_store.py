@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from phenom_data.atomic import atomic_path, atomic_write_json
+
 from .embeddings_file import WELL_ID_COLUMN, write_embeddings
 
 
@@ -62,9 +64,7 @@ class EmbeddingStore:
                                  f"options or delete that folder to start again (this run: {self.settings})")
             return
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        temporary = settings_path.with_name(f".settings.json.tmp-{self.run_id}")
-        temporary.write_text(json.dumps(self.settings, indent=2))
-        os.replace(temporary, settings_path)
+        atomic_write_json(settings_path, self.settings)
 
     def part_files(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
@@ -85,9 +85,8 @@ class EmbeddingStore:
                 raise ValueError(f"block {block}: {values.shape[0]} embeddings for {len(well_ids)} wells")
             columns[f"block{block}"] = pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
         path = self.parts_dir / f"part-r{rank:04d}-{self.run_id}-{self.num_parts_written:06d}.parquet"
-        temporary = path.with_name(f".{path.name}.tmp")
-        pq.write_table(pa.table(columns), temporary)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            pq.write_table(pa.table(columns), temporary)
         self.num_parts_written += 1
         return path
 

@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from phenom_data.atomic import atomic_path
+
 WELL_ID_COLUMN = "well_id"
 FEATURE_PREFIX = "feature_"
 PROVENANCE_KEY = b"phenom"
@@ -135,11 +137,8 @@ def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = N
 
 def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, provenance: dict | None = None) -> None:
     """Write an embeddings file atomically (a temporary name in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(embeddings_table(well_ids, features, provenance), temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        pq.write_table(embeddings_table(well_ids, features, provenance), temporary)
 
 
 def read_metadata(path: str | os.PathLike) -> pd.DataFrame:

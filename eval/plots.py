@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from phenom_data.atomic import atomic_path
+
 from .aggregate import PerturbationMap
 from .recall import BENCHMARK_SOURCES, unit_rows
 from .results import EvalResults, recall_metric_name
@@ -26,11 +28,9 @@ HEATMAP_MAX_GENES_PER_COMPLEX = 12
 
 def _save(figure: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     FigureCanvasAgg(figure)
-    figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight")
     return path
 
 

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from phenom_data.atomic import atomic_write_json
+
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
 from .plots import plot_probe_curve
@@ -365,9 +367,7 @@ def write_probe_outputs(result: ProbeResult, results: EvalResults, out_dir: str 
     path = write_results(out_dir / "results.json", results)
     split = {"train_experiments": result.split.train, "test_experiments": result.split.test,
              "seed": result.split.seed}
-    temporary = out_dir / f".split.json.tmp-{os.getpid()}"
-    temporary.write_text(json.dumps(split, indent=2) + "\n")
-    os.replace(temporary, out_dir / "split.json")
+    atomic_write_json(out_dir / "split.json", split)
     if plots:
         plot_probe_curve(result.balanced_accuracy, result.chance, result.best_block,
                          out_dir / "probe_balanced_accuracy.png",

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from phenom_data.atomic import atomic_write_text
+
 from .context import BenchmarkResult
 
 # The sources averaged into the paper's "Recall" (SIGNOR ships with EFAAR but the paper leaves it out).
@@ -111,13 +113,8 @@ class EvalResults:
 
 def write_results(path: str | os.PathLike, results: EvalResults) -> Path:
     """Write `results` as JSON at `path` atomically; returns the path."""
-    path = Path(path)
     text = json.dumps(results.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def read_results(path: str | os.PathLike) -> EvalResults:

@@ -23,15 +23,14 @@ reaches `--min-cosine`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from phenom_data.atomic import atomic_path, atomic_write_json
 
 MODEL_REPO = "recursionpharma/OpenPhenom"
 DATASET_REPO = "recursionpharma/rxrx3-core"
@@ -268,12 +267,6 @@ def compare_embeddings(
 # --- command line --------------------------------------------------------------------------------------------------
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
-
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -335,9 +328,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         **compare_embeddings(ours, published, metadata),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    ours.reset_index().to_parquet(args.out / "ours.parquet.tmp", index=False)
-    os.replace(args.out / "ours.parquet.tmp", args.out / "ours.parquet")
-    _write_json_atomically(args.out / "report.json", report)
+    with atomic_path(args.out / "ours.parquet") as temporary:
+        ours.reset_index().to_parquet(temporary, index=False)
+    atomic_write_json(args.out / "report.json", report)
     raw, aligned = report["raw"], report["aligned"]
     print(f"wells compared: {report['wells_compared']} (missing from the published file: "
           f"{report['wells_missing_from_published']})")

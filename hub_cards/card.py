@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from .files import atomic_write_bytes, atomic_write_text
+from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+
 from .model_info import (
     LicenseError,
     ModelDescription,

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write_bytes, atomic_write_text
+from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+
 from .references import dataset_identity, metric_title, sort_metric_names
 from .results import BenchmarkResults, ResultsError, read_all_results
 

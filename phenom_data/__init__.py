@@ -18,30 +18,42 @@ dataset = WellDataset(wells, mode="tiles")   # IterableDataset: {"well_id", "pix
 - `Well`, `WellStats`, `read_well_list` (`wells.py`); `annotations/` (`ANNOTATIONS_DIR`): benchmark annotations.
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from .metadata import MetadataTable
-from .plate_folder import PlateFolderWells
-from .rxrx1 import RxRx1Wells
-from .rxrx3_core import RxRx3CoreWells, parse_rxrx3_core_key, rxrx3_core_key, rxrx3_core_well_id
-from .well_dataset import WellDataset, collate_views
-from .wells import SKIP_REASONS, Well, WellStats, read_well_list
+import importlib
+from pathlib import Path
 
 ANNOTATIONS_DIR = Path(__file__).parent / "annotations"
 
-__all__ = [
-    "ANNOTATIONS_DIR",
-    "MetadataTable",
-    "PlateFolderWells",
-    "RxRx1Wells",
-    "RxRx3CoreWells",
-    "SKIP_REASONS",
-    "Well",
-    "WellDataset",
-    "WellStats",
-    "collate_views",
-    "parse_rxrx3_core_key",
-    "read_well_list",
-    "rxrx3_core_key",
-    "rxrx3_core_well_id",
-]
+# Public name -> submodule, imported on first use (PEP 562): light modules such as `phenom_data.atomic` and the
+# annotation paths must not pull in torch, datasets and the image stack (commands that only read files start fast).
+_EXPORTS = {
+    "MetadataTable": "metadata",
+    "PlateFolderWells": "plate_folder",
+    "RxRx1Wells": "rxrx1",
+    "RxRx3CoreWells": "rxrx3_core",
+    "parse_rxrx3_core_key": "rxrx3_core",
+    "rxrx3_core_key": "rxrx3_core",
+    "rxrx3_core_well_id": "rxrx3_core",
+    "WellDataset": "well_dataset",
+    "collate_views": "well_dataset",
+    "SKIP_REASONS": "wells",
+    "Well": "wells",
+    "WellStats": "wells",
+    "read_well_list": "wells",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["ANNOTATIONS_DIR", *sorted(_EXPORTS)]

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from modeling_phenom import PhenomImageProcessor
+from phenom_data.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class WellStats:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the counts as JSON, atomically (temp file, then rename)."""
-        write_text_atomically(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load_dir(cls, directory: str | os.PathLike) -> WellStats:
@@ -318,16 +318,6 @@ def metadata_row(values: dict) -> dict:
     return row
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class WellSource:
@@ -379,5 +369,4 @@ __all__ = [
     "read_well_list",
     "stack_channels",
     "worker_partition",
-    "write_text_atomically",
 ]

@@ -28,12 +28,6 @@ class JsonlLog:
             handle.write(json.dumps(record) + "\n")
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    temporary = Path(path).with_suffix(".tmp")
-    temporary.write_text(json.dumps(payload, indent=2))
-    temporary.replace(path)
-
-
 def save_reconstruction_grid(
     path: Path, image: torch.Tensor, mask_image: torch.Tensor, reconstruction: torch.Tensor, title: str = ""
 ) -> None:
@@ -75,4 +69,4 @@ def save_reconstruction_grid(
     temporary.replace(path)
 
 
-__all__ = ["JsonlLog", "save_reconstruction_grid", "write_json_atomically"]
+__all__ = ["JsonlLog", "save_reconstruction_grid"]

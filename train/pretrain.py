@@ -31,11 +31,12 @@ from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
+from phenom_data.atomic import atomic_write_json
 from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
 from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
 from train.data import build_wells, check_data_source, require_usable_wells, training_batches
 from train.distributed import all_finite, build_optimizer_and_schedule, replica_checksums
-from train.logging_utils import JsonlLog, save_reconstruction_grid, write_json_atomically
+from train.logging_utils import JsonlLog, save_reconstruction_grid
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -214,7 +215,7 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
         logger.warning(f"data-parallel replicas differ at the end of training: parameter sums {checksums}")
     export_final(accelerator, model, output_dir / "final", config.data.crop_size)
     if accelerator.is_main_process:
-        write_json_atomically(output_dir / "run_summary.json", {
+        atomic_write_json(output_dir / "run_summary.json", {
             "steps": config.max_steps, "processes": accelerator.num_processes,
             "distributed_type": str(accelerator.distributed_type), "gradient_accumulation": accumulation,
             "replica_parameter_sums": checksums, "last_checkpoint": last_saved,

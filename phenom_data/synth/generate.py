@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from phenom_data.atomic import atomic_write_text
 from phenom_data.synth.biology import plan_biology
 from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
 from phenom_data.synth.layout import build_layout
@@ -38,7 +39,6 @@ from phenom_data.synth.writer import (
     write_json,
     write_metadata,
     write_shard,
-    write_text_atomic,
 )
 
 PROGRESS_FILE = ".synth_in_progress.json"
@@ -153,7 +153,7 @@ def generate_from_config(
          "concentration": well.concentration, "perturbation_type": well.perturbation_type, "cell_type": CELL_TYPE}
         for well in wells))
     truth = ground_truth(config, size, plan, layout, num_shards)
-    write_text_atomic(out / "README.md", dataset_readme(truth))
+    atomic_write_text(out / "README.md", dataset_readme(truth))
     write_json(out / GROUND_TRUTH_FILE, truth)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     return out

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, Jpeg2KImagePlugin  # noqa: F401  (loaded before render workers fork)
+
+from phenom_data.atomic import atomic_path, atomic_write_json
 
 METADATA_FILE = "metadata_rxrx3_core.csv"
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -47,16 +47,6 @@ def encode_jp2(image: np.ndarray, compression: float) -> bytes:
     return buffer.getvalue()
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    temporary = _atomic_path(path)
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_shard(path: Path, keys: list[str], images: list[bytes]) -> None:
     """One parquet shard of image rows, written with `datasets` and renamed into place."""
     from datasets import Dataset
@@ -65,30 +55,27 @@ def write_shard(path: Path, keys: list[str], images: list[bytes]) -> None:
     dataset = Dataset.from_dict(
         {"__key__": keys, "jp2": [{"bytes": data, "path": None} for data in images]}, features=image_features()
     )
-    temporary = _atomic_path(path)
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()  # one bar per shard would break the generator's own bar
     try:
-        dataset.to_parquet(str(temporary), batch_size=ROW_GROUP_ROWS)
+        with atomic_path(path) as temporary:
+            dataset.to_parquet(str(temporary), batch_size=ROW_GROUP_ROWS)
     finally:
         if not was_disabled:
             enable_progress_bars()
-    os.replace(temporary, path)
 
 
 def write_metadata(path: Path, rows: Iterable[dict]) -> None:
     """`metadata_rxrx3_core.csv`: one row per well, exactly `METADATA_COLUMNS`."""
-    temporary = _atomic_path(path)
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=METADATA_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 def write_json(path: Path, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    atomic_write_json(path, payload, indent=1)
 
 
 __all__ = ["CELL_TYPE", "GROUND_TRUTH_FILE", "METADATA_COLUMNS", "METADATA_FILE", "NUM_CHANNELS", "encode_jp2",
-           "image_features", "shard_name", "write_json", "write_metadata", "write_shard", "write_text_atomic"]
+           "image_features", "shard_name", "write_json", "write_metadata", "write_shard"]
