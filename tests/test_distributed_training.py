@@ -12,6 +12,8 @@ import torch
 from conftest import REPO_ROOT
 from transformers import AutoModelForMaskedImageModeling
 
+import modeling_phenom  # noqa: F401  (registers model_type "phenom" with the Auto classes)
+
 TINY = REPO_ROOT / "train" / "configs" / "tiny.yaml"
 FAST = ["data.crop_size=64", "model.overrides.patch_size=16", "global_batch_size=8", "per_device_batch_size=4",
         "log_every=1", "trackers=[]", "reconstruction_every=1000", "data.shuffle_buffer_size=8",
