@@ -13,6 +13,7 @@ from phenom import __version__
 
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("hub_cards.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"),
     "card": ("hub_cards.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
     "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
     "pretrain": ("train.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),

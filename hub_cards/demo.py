@@ -1,0 +1,351 @@
+"""`phenom demo`: the whole Phenom loop on a generated dataset, in minutes on a laptop CPU.
+
+    phenom demo --out phenom-demo            # small synthetic screen, ~8 minutes on 2 cores
+    phenom demo --out phenom-demo --size medium
+
+Stages, each run by the package that owns it (the same code paths as the individual commands):
+
+1. `synth`: a synthetic RxRx3-core-style screen with planted biology (`phenom_data.synth`).
+2. `pretrain`: the tiny channel-agnostic MAE, trained through `accelerate launch -m train.pretrain` with
+   `train/configs/tiny.yaml` (a subprocess, exactly as a user launches it; checkpoints, reconstructions, `final/`).
+3. `random-init`: the same architecture with freshly drawn weights (seed `--seed`), saved like a trained model.
+4. `embed`: every well embedded with both models (`eval.embed`, last block, tiles averaged per well).
+5. `baseline`: CellProfiler-style hand-crafted features with scikit-image (`eval.handcrafted`).
+6. `eval`: batch correction and every benchmark for each of the three (`eval.evaluate`), with plots.
+7. `probe`: the block-wise linear probe of the trained model on held-out experiments (`eval.probe`).
+8. `report`: leaderboard (`leaderboard.csv/md/png`), the trained model's card (`card/README.md`), the latest
+   reconstruction grid, `summary.json`, and a summary table on the terminal.
+
+Re-running into the same `--out` resumes: finished stages (recorded in `demo_state.json`) are skipped and an
+interrupted pretraining resumes from its last checkpoint. `--overwrite` starts again from nothing. A folder that
+holds something other than a demo run is never deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from phenom_data.atomic import atomic_write_json
+
+STATE_FILE = "demo_state.json"
+MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
+SUMMARY_METRICS = ("recall_mean_0.05_0.95", "recall_CORUM_0.05_0.95", "compound_gene_ap_max",
+                   "replicate_consistency_ks", "signal_consistency_fraction")
+# Synthetic screen size -> (phenom synth preset, default pretraining steps). "tiny" is a smoke run for tests.
+SIZES = {"tiny": ("tiny", 4), "small": ("small", 60), "medium": ("medium", 60)}
+STAGES = ("synth", "pretrain", "random-init", "embed", "baseline", "eval", "probe", "report")
+
+
+class DemoError(RuntimeError):
+    """A problem with the demo's output folder or settings (the message says what to do)."""
+
+
+# ----------------------------------------------------------------------------------------------- output folder
+
+
+def prepare_output(out: Path, settings: dict, overwrite: bool) -> tuple[dict, str]:
+    """Check `out` is writable and is a fresh folder, a demo run of the same `settings` (resume), or (with
+    `overwrite`) a demo run to replace. Returns the state and one of "fresh", "resume", "overwrite"."""
+    state_path = out / STATE_FILE
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"--out {out} exists and is not a folder")
+    existing = json.loads(state_path.read_text()) if state_path.is_file() else None
+    mode = "fresh"
+    if existing is not None:
+        if overwrite:
+            mode = "overwrite"
+            shutil.rmtree(out)
+        elif existing.get("settings") != settings:
+            raise DemoError(
+                f"{out} holds a demo run with other settings ({existing.get('settings')}); this run asks for "
+                f"{settings}. Pass --overwrite to replace it, or choose another --out"
+            )
+        else:
+            mode = "resume"
+    elif out.is_dir() and any(out.iterdir()):
+        raise DemoError(f"--out {out} is not empty and holds no demo run ({STATE_FILE} missing): choose an empty or "
+                        "new folder (nothing is ever deleted that the demo did not write)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise DemoError(f"--out {out} is not writable ({error.strerror or error}); choose a folder you can write to"
+                        ) from error
+    state = existing if mode == "resume" else {"settings": settings, "done": [], "seconds": {}}
+    atomic_write_json(state_path, state)
+    return state, mode
+
+
+def run_stage(state: dict, out: Path, name: str, function, *args) -> None:
+    """Run one stage unless the state says it is done; record it (and its wall time) when it finishes."""
+    number = STAGES.index(name) + 1
+    if name in state["done"]:
+        print(f"[{number}/{len(STAGES)}] {name}: done in an earlier run, skipped", flush=True)
+        return
+    print(f"[{number}/{len(STAGES)}] {name} ...", flush=True)
+    start = time.perf_counter()
+    function(*args)
+    state["seconds"][name] = round(time.perf_counter() - start, 1)
+    state["done"].append(name)
+    atomic_write_json(out / STATE_FILE, state)
+    print(f"[{number}/{len(STAGES)}] {name}: {state['seconds'][name]:.1f} s", flush=True)
+
+
+def _run_main(module_main, argv: list[str], what: str) -> None:
+    code = module_main(argv)
+    if code:
+        raise DemoError(f"{what} failed (exit code {code}); its messages are above. Re-run the same command to "
+                        "resume from here")
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+def stage_synth(out: Path, size: str, seed: int, progress: bool) -> None:
+    from phenom_data.synth import generate
+
+    generate(out / "data", size=SIZES[size][0], seed=seed, progress=progress)
+
+
+def stage_pretrain(out: Path, steps: int, seed: int) -> None:
+    config = resources.files("train") / "configs" / "tiny.yaml"
+    launch_config = resources.files("train") / "accelerate" / "cpu.yaml"
+    run_dir = out / "pretrain"
+    checkpoint_every = max(1, min(50, steps // 2))
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config), "-m",
+        "train.pretrain", "--config", str(config), "--resume", "latest",
+        f"data.path={out / 'data'}", f"output_dir={run_dir}", f"max_steps={steps}", f"seed={seed}",
+        f"checkpoint_every={checkpoint_every}", f"reconstruction_every={checkpoint_every}",
+        f"log_every={max(1, min(5, steps // 4))}",
+    ]
+    print("  " + " ".join(command), flush=True)
+    result = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+    if result.returncode != 0:
+        raise DemoError(f"pretraining failed (exit code {result.returncode}); re-run the same command to resume "
+                        f"from the last checkpoint in {run_dir / 'checkpoints'}")
+
+
+def stage_random_init(out: Path, seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
+
+    trained = out / "pretrain" / "final"
+    config = PhenomConfig.from_pretrained(trained)
+    set_seed(seed)
+    model = PhenomForMaskedImageModeling(config)
+    temporary = out / ".random-init.tmp"
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    PhenomImageProcessor.from_pretrained(trained).save_pretrained(temporary)
+    shutil.rmtree(out / "random-init", ignore_errors=True)
+    temporary.rename(out / "random-init")
+
+
+def stage_embed(out: Path) -> None:
+    from eval.embed import main as embed_main
+
+    # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
+    runs = {"tiny-trained": (out / "pretrain" / "final", "all"), "tiny-random-init": (out / "random-init", "last")}
+    for name, (model, blocks) in runs.items():
+        _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks,
+                               "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite"], f"embed {name}")
+
+
+def block_files(out: Path, name: str) -> list[Path]:
+    """The embeddings files of model `name`, by block (one file when only one block was written)."""
+    single = out / "embeddings" / f"{name}.parquet"
+    if single.is_file():
+        return [single]
+    files = sorted((out / "embeddings").glob(f"{name}_block*.parquet"),
+                   key=lambda path: int(path.stem.rsplit("_block", 1)[1]))
+    if not files:
+        raise DemoError(f"no embeddings for {name} in {out / 'embeddings'}; re-run with --overwrite")
+    return files
+
+
+def stage_baseline(out: Path, progress: bool) -> None:
+    from eval.embeddings_file import write_embeddings
+    from eval.handcrafted import embed_handcrafted
+    from phenom_data import RxRx3CoreWells
+
+    well_ids, features = embed_handcrafted(RxRx3CoreWells(out / "data"), progress=progress)
+    write_embeddings(out / "embeddings" / "handcrafted-skimage.parquet", well_ids, features,
+                     provenance={"model": "handcrafted-skimage", "dataset": str(out / "data")})
+
+
+def stage_eval(out: Path, size: str) -> None:
+    from eval.evaluate import main as eval_main
+
+    for name in MODELS:
+        _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),
+                              "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
+                              "--out", str(out / "results" / name), "--model-name", name,
+                              "--dataset-name", f"phenom-synth-{size}"], f"eval {name}")
+
+
+def stage_probe(out: Path, size: str) -> None:
+    from eval.probe import main as probe_main
+
+    files = [str(path) for path in block_files(out, "tiny-trained")]
+    _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
+                           "--task", "gene", "--out", str(out / "probe"), "--model-name", "tiny-trained",
+                           "--dataset-name", f"phenom-synth-{size}"], "probe")
+
+
+def stage_report(out: Path) -> None:
+    from hub_cards.card import main as card_main
+    from hub_cards.leaderboard import main as leaderboard_main
+
+    results = [str(out / "results" / name) for name in MODELS]
+    _run_main(leaderboard_main, ["--results", *results, "--out", str(out),
+                                 "--title", "Phenom demo: trained vs random init vs hand-crafted"], "leaderboard")
+    _run_main(card_main, ["--results", str(out / "results" / "tiny-trained"), str(out / "probe"),
+                          "--model", str(out / "pretrain" / "final"), "--out", str(out / "card"),
+                          "--name", "phenom-demo-tiny", "--license", "apache-2.0"], "card")
+    grids = sorted((out / "pretrain").rglob("*.png"), key=lambda path: path.stat().st_mtime)
+    if grids:
+        (out / "plots").mkdir(exist_ok=True)
+        shutil.copyfile(grids[-1], out / "plots" / "reconstruction.png")
+
+
+# ----------------------------------------------------------------------------------------------- summary
+
+
+def collect_summary(out: Path, state: dict) -> dict:
+    metrics = {}
+    for name in MODELS:
+        results = json.loads((out / "results" / name / "results.json").read_text())
+        metrics[name] = {metric: results["metrics"].get(metric) for metric in SUMMARY_METRICS}
+        metrics[name]["_baselines"] = {metric: results.get("baselines", {}).get(metric) for metric in SUMMARY_METRICS}
+    probe = json.loads((out / "probe" / "results.json").read_text())
+    trained, random_init = metrics["tiny-trained"], metrics["tiny-random-init"]
+    return {
+        "settings": state["settings"],
+        "stage_seconds": state["seconds"],
+        "metrics": metrics,
+        "probe": {key: value for key, value in probe["metrics"].items()},
+        "trained_beats_random_init": {
+            metric: (trained[metric] is not None and random_init[metric] is not None
+                     and trained[metric] > random_init[metric])
+            for metric in ("recall_mean_0.05_0.95", "compound_gene_ap_max")
+        },
+        "files": {
+            "leaderboard": str(out / "leaderboard.csv"),
+            "leaderboard_plot": str(out / "leaderboard.png"),
+            "results": {name: str(out / "results" / name / "results.json") for name in MODELS},
+            "card": str(out / "card" / "README.md"),
+            "trained_model": str(out / "pretrain" / "final"),
+            "reconstruction": str(out / "plots" / "reconstruction.png"),
+            "plots": sorted(str(path) for path in (out / "results").rglob("*.png")),
+            "probe": str(out / "probe" / "results.json"),
+        },
+    }
+
+
+def print_summary(summary: dict) -> None:
+    def cell(value):
+        return "   n/a" if value is None else f"{value:6.3f}"
+
+    names = list(summary["metrics"])
+    width = max(len(metric) for metric in SUMMARY_METRICS)
+    print()
+    print(f"{'metric':<{width}}  " + "  ".join(f"{name:>20}" for name in names) + "  random labels")
+    for metric in SUMMARY_METRICS:
+        row = [cell(summary["metrics"][name][metric]) for name in names]
+        baseline = summary["metrics"][names[0]]["_baselines"][metric]
+        print(f"{metric:<{width}}  " + "  ".join(f"{value:>20}" for value in row) + f"  {cell(baseline):>13}")
+    best = summary["probe"].get("probe_best_block")
+    if best is not None:
+        accuracy = summary["probe"].get(f"probe_balanced_accuracy_block{best}")
+        print(f"probe (trained model, gene on held-out experiments): best block {best}, balanced accuracy "
+              f"{cell(accuracy).strip()}")
+    verdict = summary["trained_beats_random_init"]
+    print("trained beats random init: " + ", ".join(f"{metric} {'yes' if won else 'NO'}"
+                                                    for metric, won in verdict.items()))
+    total = sum(summary["stage_seconds"].values())
+    print(f"stage times (s): {summary['stage_seconds']}  (this run's stages: {total:.0f} s)")
+    files = summary["files"]
+    print()
+    for label, key in (("leaderboard", "leaderboard"), ("leaderboard plot", "leaderboard_plot"),
+                       ("model card", "card"), ("trained model", "trained_model"),
+                       ("reconstruction", "reconstruction"), ("probe", "probe")):
+        print(f"{label:>16}: {files[key]}")
+    for name, path in files["results"].items():
+        print(f"{'results':>16}: {path}  ({name})")
+    print(f"{'plots':>16}: {len(files['plots'])} PNG files under {Path(files['leaderboard']).parent / 'results'}")
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0] + " Generates a synthetic screen, pretrains the tiny model, "
+        "embeds every well with it, with the same architecture at random init and with hand-crafted features, "
+        "corrects batches, runs every benchmark and writes a leaderboard, results, a model card and plots.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("phenom-demo"), help="output folder (default: phenom-demo)")
+    parser.add_argument("--size", choices=list(SIZES), default="small",
+                        help="synthetic screen: small (default, ~8 min on 2 cores), medium, or tiny (a smoke run)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="pretraining steps (default: 60 for small and medium, 4 for tiny)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and training")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    steps = args.steps if args.steps is not None else SIZES[args.size][1]
+    if steps < 1:
+        print(f"{prog or 'phenom demo'}: --steps must be >= 1, got {steps}", file=sys.stderr)
+        return 2
+    out = args.out.resolve()
+    settings = {"size": args.size, "steps": steps, "seed": args.seed}
+    try:
+        state, mode = prepare_output(out, settings, args.overwrite)
+    except DemoError as error:
+        print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)
+        return 2
+    print({"fresh": f"phenom demo into {out}",
+           "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
+           "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode], flush=True)
+    progress = not args.no_progress
+    start = time.perf_counter()
+    try:
+        run_stage(state, out, "synth", stage_synth, out, args.size, args.seed, progress)
+        run_stage(state, out, "pretrain", stage_pretrain, out, steps, args.seed)
+        run_stage(state, out, "random-init", stage_random_init, out, args.seed)
+        run_stage(state, out, "embed", stage_embed, out)
+        run_stage(state, out, "baseline", stage_baseline, out, progress)
+        run_stage(state, out, "eval", stage_eval, out, args.size)
+        run_stage(state, out, "probe", stage_probe, out, args.size)
+        run_stage(state, out, "report", stage_report, out)
+    except DemoError as error:
+        print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)
+        return 1
+    summary = collect_summary(out, state)
+    summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
+    atomic_write_json(out / "summary.json", summary)
+    print_summary(summary)
+    print(f"{'summary':>16}: {out / 'summary.json'}  (this run: {summary['wall_seconds_this_run']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["main"]
