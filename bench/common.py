@@ -84,11 +84,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_flops_per_second(device: torch.device, size: int = MATMUL_SIZE, calls: int = 3) -> float:
-    """Best of `calls` fp32 `torch.mm` of two `size x size` matrices, in FLOP/s (2 * size**3 per call)."""
+def matmul_flops_per_second(
+    device: torch.device, size: int = MATMUL_SIZE, calls: int = 3, dtype: torch.dtype = torch.float32
+) -> float:
+    """Best of `calls` `torch.mm` of two `size x size` matrices (fp32 unless asked), in FLOP/s (2 * size**3 per
+    call)."""
     generator = torch.Generator().manual_seed(0)
-    left = torch.randn(size, size, generator=generator).to(device)
-    right = torch.randn(size, size, generator=generator).to(device)
+    left = torch.randn(size, size, generator=generator).to(device, dtype)
+    right = torch.randn(size, size, generator=generator).to(device, dtype)
     torch.mm(left, right)
     best = float("inf")
     for _ in range(calls):
@@ -134,6 +137,49 @@ def vit_encoder_flops(
             "total": patch_embedding + projections + attention}
 
 
+def op_category(name: str) -> str:
+    """Coarse class of a profiled aten op: where the FLOPs are (matmul, attention, convolution) or not (other)."""
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
+    if name in {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"}:
+        return "matmul"
+    if "convolution" in name:
+        return "convolution"
+    return "other"
+
+
+def profile_ops(call, rows: int = 12) -> dict:
+    """Profile one `call()` with `torch.profiler` (CPU): the top ops by self time and the self time per category.
+
+    Returns `{"total_s", "categories": {category: seconds}, "top_ops": [{"name", "self_s", "calls", "fraction"}]}`.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        call()
+    events = [event for event in profiler.key_averages() if event.self_cpu_time_total > 0]
+    total = sum(event.self_cpu_time_total for event in events) / 1e6
+    categories: dict[str, float] = {}
+    for event in events:
+        category = op_category(event.key)
+        categories[category] = categories.get(category, 0.0) + event.self_cpu_time_total / 1e6
+    events.sort(key=lambda event: event.self_cpu_time_total, reverse=True)
+    top = [{"name": event.key, "self_s": event.self_cpu_time_total / 1e6, "calls": event.count,
+            "fraction": event.self_cpu_time_total / 1e6 / total} for event in events[:rows]]
+    return {"total_s": total, "categories": categories, "top_ops": top}
+
+
+def profile_table(title: str, profiled: dict) -> str:
+    lines = [f"{title}: profiled self time {profiled['total_s']:.3f} s; by category: "
+             + ", ".join(f"{name} {seconds / profiled['total_s']:.1%}"
+                         for name, seconds in sorted(profiled["categories"].items(), key=lambda item: -item[1]))]
+    for rate_name, rate in profiled.get("category_flops_per_s", {}).items():
+        lines.append(f"  {rate_name}: {rate / 1e9:.1f} GFLOP/s of its own self time")
+    for op in profiled["top_ops"]:
+        lines.append(f"  {op['name'][:60]:<60}{op['self_s'] * 1e3:>10.1f} ms{op['fraction']:>8.1%}{op['calls']:>6}x")
+    return "\n".join(lines)
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -165,6 +211,9 @@ __all__ = [
     "matmul_flops_per_second",
     "bf16_matmul_flops_per_second",
     "vit_encoder_flops",
+    "op_category",
+    "profile_ops",
+    "profile_table",
     "median",
     "interleaved_order",
     "write_json_atomically",

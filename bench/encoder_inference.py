@@ -43,6 +43,8 @@ from bench.common import (
     machine_record,
     matmul_flops_per_second,
     median,
+    profile_ops,
+    profile_table,
     synchronize,
     versions_line,
     vit_encoder_flops,
@@ -92,13 +94,13 @@ def peer_image_shape(config, geometry: Geometry) -> tuple[int, int, int]:
     return geometry.num_channels, side, side
 
 
-def build_phenom(config, device: torch.device) -> torch.nn.Module:
+def build_phenom(config, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     from modeling_phenom import PhenomModel
 
-    return PhenomModel(config).to(device).eval()
+    return PhenomModel(config).to(device, dtype).eval()
 
 
-def build_vitmae(config, geometry: Geometry, device: torch.device) -> torch.nn.Module:
+def build_vitmae(config, geometry: Geometry, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import ViTMAEConfig, ViTMAEModel
 
     channels, height, width = peer_image_shape(config, geometry)
@@ -115,10 +117,10 @@ def build_vitmae(config, geometry: Geometry, device: torch.device) -> torch.nn.M
         mask_ratio=0.0,
         attn_implementation="sdpa",
     )
-    return ViTMAEModel(peer_config).to(device).eval()
+    return ViTMAEModel(peer_config).to(device, dtype).eval()
 
 
-def build_timm(config, geometry: Geometry, device: torch.device) -> torch.nn.Module:
+def build_timm(config, geometry: Geometry, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """timm ViT with the released block (raises ImportError when timm cannot be imported)."""
     import timm  # noqa: F401  (the import itself is the availability check)
     from timm.models.vision_transformer import ParallelScalingBlock, VisionTransformer
@@ -139,7 +141,7 @@ def build_timm(config, geometry: Geometry, device: torch.device) -> torch.nn.Mod
         init_values=config.layer_scale_init_value,
         block_fn=ParallelScalingBlock,
     )
-    return model.to(device).eval()
+    return model.to(device, dtype).eval()
 
 
 def last_hidden_tokens(output) -> int:
@@ -149,7 +151,8 @@ def last_hidden_tokens(output) -> int:
 
 
 def implementations(
-    geometry: Geometry, batch_size: int, device: torch.device, models: dict, compile_phenom: bool, skipped: dict
+    geometry: Geometry, batch_size: int, device: torch.device, dtype: torch.dtype, models: dict, compile_phenom: bool,
+    skipped: dict,
 ) -> dict[str, Callable[[], object]]:
     """`{name: call}` for one case; models are built once per geometry and cached in `models`."""
     config = geometry.phenom_config()
@@ -157,14 +160,14 @@ def implementations(
     side = geometry.image_size
     pixels = torch.randint(0, 256, (batch_size, geometry.num_channels, side, side), dtype=torch.uint8,
                            generator=generator).to(device)
-    peer_pixels = torch.randn(batch_size, *peer_image_shape(config, geometry), generator=generator).to(device)
+    peer_pixels = torch.randn(batch_size, *peer_image_shape(config, geometry), generator=generator).to(device, dtype)
     if geometry.name not in models:
         torch.manual_seed(0)
-        built = {PHENOM: build_phenom(config, device), VITMAE: build_vitmae(config, geometry, device)}
+        built = {PHENOM: build_phenom(config, device, dtype), VITMAE: build_vitmae(config, geometry, device, dtype)}
         if compile_phenom:
             built[PHENOM_COMPILED] = torch.compile(built[PHENOM])
         try:
-            built[TIMM] = build_timm(config, geometry, device)
+            built[TIMM] = build_timm(config, geometry, device, dtype)
         except Exception as error:  # timm is optional: any failure to import or build it skips it, with the reason
             skipped[TIMM] = f"{type(error).__name__}: {error}"
         models[geometry.name] = built
@@ -205,14 +208,14 @@ def timed_call(call: Callable[[], object], device: torch.device) -> tuple[float,
 
 def run(
     names: list[str], batch_sizes: list[int], repeats: int, warmup: int, l8_depth: int, device: torch.device,
-    compile_phenom: bool,
+    compile_phenom: bool, profile: bool = False, dtype: torch.dtype = torch.float32,
 ) -> dict:
     known = geometries(l8_depth)
     cases = [(known[name], batch_size) for name in names for batch_size in batch_sizes]
     models: dict = {}
     skipped: dict = {}
-    calls = {(geometry.name, batch_size): implementations(geometry, batch_size, device, models, compile_phenom,
-                                                          skipped)
+    calls = {(geometry.name, batch_size): implementations(geometry, batch_size, device, dtype, models,
+                                                          compile_phenom, skipped)
              for geometry, batch_size in cases}
     seconds = {key: {name: [] for name in case_calls} for key, case_calls in calls.items()}
     peaks = {key: [] for key in calls}
@@ -220,7 +223,7 @@ def run(
     with torch.inference_mode():
         for repeat in range(-warmup, repeats):
             for key, case_calls in calls.items():
-                peak = matmul_flops_per_second(device)
+                peak = matmul_flops_per_second(device, dtype=dtype)
                 for name in interleaved_order(list(case_calls), repeat):
                     elapsed, output = timed_call(case_calls[name], device)
                     if repeat < 0:
@@ -231,6 +234,20 @@ def run(
                     peaks[key].append(peak)
             if repeat >= 0:
                 print(f"repeat {repeat + 1}/{repeats} done", flush=True)
+    profiles = {}
+    if profile and device.type == "cpu":
+        # One profiled call of Phenom and ViTMAE per geometry at the largest batch: where the time goes.
+        with torch.inference_mode():
+            for geometry in {geometry.name: geometry for geometry, _ in cases}.values():
+                key = (geometry.name, max(batch_sizes))
+                flops = case_flops(geometry)["flops_per_image"]
+                for name in (PHENOM, VITMAE):
+                    profiled = profile_ops(calls[key][name])
+                    profiled["category_flops_per_s"] = {
+                        "matmul (projections)": key[1] * flops["projections"] / profiled["categories"]["matmul"],
+                        "attention (SDPA)": key[1] * flops["attention"] / profiled["categories"]["attention"],
+                    }
+                    profiles[f"{name}, {geometry.name}, batch {key[1]}"] = profiled
     for key, counts in tokens.items():
         if len(set(counts.values())) != 1:
             raise RuntimeError(f"implementations of {key} see different token counts: {counts}")
@@ -250,15 +267,18 @@ def run(
             case["results"][name] = {
                 "seconds": samples,
                 "median_seconds": median(samples),
+                "best_seconds": min(samples),
                 "images_per_s": batch_size / median(samples),
                 "flops_per_s": median(achieved),
                 "fraction_of_matmul_peak": median([rate / peak for rate, peak in zip(achieved, peaks[key],
                                                                                        strict=True)]),
                 # Paired per repeat, then the median: a load change during one repeat moves both sides.
                 "phenom_ratio": median([other / ours for ours, other in zip(phenom_seconds, samples, strict=True)]),
+                # Fastest repeat over fastest repeat: the least disturbed runs of each, for comparison.
+                "phenom_ratio_of_best": min(samples) / min(phenom_seconds),
             }
         results.append(case)
-    return {"cases": results, "skipped": skipped, "tokens": {f"{name} batch {batch}": counts
+    return {"cases": results, "skipped": skipped, "profiles": profiles, "tokens": {f"{name} batch {batch}": counts
                                                              for (name, batch), counts in tokens.items()}}
 
 
@@ -274,7 +294,8 @@ def table(report: dict) -> str:
                 f"{result['fraction_of_matmul_peak']:>9.1%}{result['phenom_ratio']:>10.2f}"
             )
         peak = case["matmul_peak_flops_per_s"]["median"]
-        lines.append(f"{'':<20}fp32 {MATMUL_SIZE}x{MATMUL_SIZE} mm peak (median): {peak / 1e9:.1f} GFLOP/s; "
+        lines.append(f"{'':<20}{report['dtype']} {MATMUL_SIZE}x{MATMUL_SIZE} mm peak (median): "
+                     f"{peak / 1e9:.1f} GFLOP/s; "
                      f"{case['flops_per_image']['total'] / 1e9:.1f} GFLOP/image, "
                      f"{case['attention_fraction_of_flops']:.0%} attention, {case['geometry']['tokens']} tokens")
     return "\n".join(lines)
@@ -305,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--l8-depth", type=int, default=4, help="blocks of the l8 geometry (default 4 of 24)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(PhenomModel)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile one Phenom and one ViTMAE call per geometry (largest batch)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="weights and activations (default float32, the targets' dtype); the matmul peak is "
+                             "measured in the same dtype")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--max-load", type=float, default=2.5,
                         help="wait for a 1-minute load average at or below this before measuring (default 2.5)")
@@ -323,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet = wait_for_quiet_machine(args.max_load, args.max_wait)
     machine = machine_record(device)
     print(versions_line(machine))
-    report = run(names, args.batch_sizes, args.repeats, args.warmup, args.l8_depth, device, args.compile)
+    report = run(names, args.batch_sizes, args.repeats, args.warmup, args.l8_depth, device, args.compile,
+                 args.profile or args.smoke, getattr(torch, args.dtype))
     report = {
         "benchmark": "encoder_inference",
-        "dtype": "float32",
+        "dtype": args.dtype,
         "mode": "eval, torch.inference_mode",
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -340,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu":
         report["bf16_matmul_flops_per_s"] = bf16_matmul_flops_per_second()
     print(table(report))
+    for title, profiled in report["profiles"].items():
+        print(profile_table(title, profiled))
     for name, reason in report["skipped"].items():
         print(f"skipped {name}: {reason}")
-    if device.type == "cpu":
+    if device.type == "cpu" and args.dtype == "float32":
         print(f"fp32 throughout (the targets are fp32); for the record, a bf16 {MATMUL_SIZE}x{MATMUL_SIZE} mm ran at "
               f"{report['bf16_matmul_flops_per_s'] / 1e9:.1f} GFLOP/s on this CPU (avx512_bf16: "
               f"{machine['cpu_has_avx512_bf16']})")
