@@ -42,6 +42,8 @@ from bench.common import (
     machine_record,
     matmul_flops_per_second,
     median,
+    profile_ops,
+    profile_table,
     synchronize,
     versions_line,
     vit_encoder_flops,
@@ -237,6 +239,16 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
             "phenom_ratio": median([other / mine for mine, other in zip(ours, samples, strict=True)]),
             "losses": losses[(name, checkpointing)],
         }
+    profiles = {}
+    if args.profile and device.type == "cpu":
+        # One profiled step of each model without checkpointing: where the time goes.
+        for name, model in models.items():
+            set_checkpointing(model, False)
+            profiled = profile_ops(lambda model=model, name=name: train_step(model, optimizers[name], batch[name]))
+            profiled["category_flops_per_s"] = {
+                "matmul + attention (all model FLOPs)": flops["step"] / (
+                    profiled["categories"].get("matmul", 0.0) + profiled["categories"].get("attention", 0.0))}
+            profiles[name] = profiled
     memory = {}
     if not args.no_memory:
         # The smoke run probes one pair only: each probe is a fresh interpreter (seconds of imports).
@@ -254,7 +266,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
         "decoder_intermediate_size", "mask_ratio", "fourier_loss_weight")}
     return {"geometry": shape, "batch_size": args.batch_size, "trainable_parameters": parameters, "flops": flops,
             "matmul_peak_flops_per_s": {"median": median(peaks), "max": max(peaks), "samples": peaks},
-            "results": results, "peak_memory": memory}
+            "results": results, "peak_memory": memory, "profiles": profiles}
 
 
 def table(report: dict) -> str:
@@ -284,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="images per step (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats, medians reported (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--profile", action="store_true", help="after timing, profile one step of each model")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--max-load", type=float, default=2.5,
@@ -296,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.encoder_depth, args.decoder_depth, args.batch_size = 1, 1, 2
-        args.repeats, args.warmup, args.max_wait = 1, 1, 0.0
+        args.repeats, args.warmup, args.max_wait, args.profile = 1, 1, 0.0, True
     if min(args.encoder_depth, args.decoder_depth, args.batch_size, args.repeats) < 1 or args.warmup < 0:
         parser.error("--encoder-depth, --decoder-depth, --batch-size and --repeats must be positive")
     if args.memory_child:
@@ -324,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{label}: Phenom / ViTMAE >= {TARGET_RATIO_VITMAE}": result["phenom_ratio"] >= TARGET_RATIO_VITMAE
         for label, result in measured["results"].items() if result["model"] == VITMAE}}
     print(table(report))
+    for title, profiled in report["profiles"].items():
+        print(profile_table(f"{title}, one training step", profiled))
     for target, met in report["targets"]["met"].items():
         print(f"target {target}: {'met' if met else 'MISSED'}")
     write_json_atomically(args.out, report)

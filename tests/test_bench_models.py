@@ -37,6 +37,8 @@ def test_encoder_inference_smoke_run_compares_phenom_with_vitmae_at_the_same_tok
     assert flops["total"] == flops["patch_embedding"] + flops["projections"] + flops["attention"] > 0
     assert case["matmul_peak_flops_per_s"]["median"] > 0
     assert report["targets"]["ratio_vs_vitmae"] == 1.2 and report["targets"]["throughput_batch"] == 2
+    profiled = report["profiles"]["phenom, tiny, batch 2"]
+    assert {"matmul", "attention"} <= set(profiled["categories"]) and profiled["top_ops"][0]["self_s"] > 0
     assert "transformers ViTMAE" in result.stdout and "GFLOP/s" in result.stdout
 
 
@@ -54,5 +56,6 @@ def test_train_step_smoke_run_trains_both_models_with_and_without_checkpointing_
     assert report["geometry"]["decoder_type"] == "standard" and report["geometry"]["mask_ratio"] == 0.75
     memory = report["peak_memory"]["phenom"]
     assert memory["peak_rss_bytes"] >= memory["rss_after_build_bytes"] > 0
+    assert set(report["profiles"]) == {"phenom", "transformers ViTMAE"}
     assert report["flops"]["step"] == 3 * report["flops"]["forward_per_image"] * report["batch_size"]
     assert "Phenom / ViTMAE >= 1.1" in " ".join(report["targets"]["met"]) and "s/step" in result.stdout
