@@ -13,7 +13,7 @@ betas (0.9, 0.95), weight decay 0.05 on matrices: the recipe of `train/pretrain.
 
 Step times are medians over interleaved repeats (each repeat runs every (model, checkpointing) pair once, in
 alternating order); ratio = Phenom steps/s / ViTMAE steps/s at the same checkpointing setting (> 1: Phenom faster).
-Peak memory on the CPU is the resident-set high-water mark (`ru_maxrss`) of a fresh process that builds one model
+Peak memory on the CPU is the resident-set high-water mark (`VmHWM`) of a fresh process that builds one model
 and its optimizer and runs two steps (one process per pair, so no model's memory counts against another); on CUDA it
 is `torch.cuda.max_memory_allocated` over one step. Model FLOP/s counts forward + backward as 3 x the analytic
 forward FLOPs (recomputation under checkpointing not counted), so it is comparable across settings.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -163,26 +162,29 @@ def measure_memory_in_child(name: str, checkpointing: bool, args: argparse.Names
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def resident_bytes() -> int:
+def status_bytes(field: str) -> int:
+    """A `/proc/self/status` memory field (`VmRSS`, `VmHWM`) in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    return 0
+    raise RuntimeError(f"/proc/self/status has no {field} line")
 
 
 def memory_child(args: argparse.Namespace) -> int:
     """The `--memory-child` process: build, two steps, print one JSON line."""
     device = torch.device("cpu")
     config = phenom_config(args.encoder_depth, args.decoder_depth, args.smoke)
-    before_build = resident_bytes()
+    before_build = status_bytes("VmRSS")
     model = build(args.memory_child, config, device)
     set_checkpointing(model, args.checkpointing)
     optimizer = make_optimizer(model)
     pixels = make_batch(config, args.batch_size, device)[args.memory_child]
-    after_build = resident_bytes()
+    after_build = status_bytes("VmRSS")
     for _ in range(2):
         train_step(model, optimizer, pixels)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # VmHWM is the high-water mark of this process image's own memory; ru_maxrss would not do: Linux carries the
+    # parent's resident size at fork over into the child's ru_maxrss.
+    peak = status_bytes("VmHWM")
     print(json.dumps({"peak_rss_bytes": peak, "rss_before_model_bytes": before_build,
                       "rss_after_build_bytes": after_build, "peak_above_model_bytes": peak - after_build}))
     return 0
