@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from bench.common import (
     median,
     profile_ops,
     profile_table,
-    synchronize,
+    timed,
     versions_line,
     vit_encoder_flops,
     wait_for_quiet_machine,
@@ -198,14 +197,6 @@ def case_flops(geometry: Geometry) -> dict:
     return {"geometry": shape, "flops_per_image": flops}
 
 
-def timed_call(call: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    synchronize(device)
-    start = time.perf_counter()
-    output = call()
-    synchronize(device)
-    return time.perf_counter() - start, output
-
-
 def run(
     names: list[str], batch_sizes: list[int], repeats: int, warmup: int, l8_depth: int, device: torch.device,
     compile_phenom: bool, profile: bool = False, dtype: torch.dtype = torch.float32,
@@ -218,20 +209,24 @@ def run(
                                                           compile_phenom, skipped)
              for geometry, batch_size in cases}
     seconds = {key: {name: [] for name in case_calls} for key, case_calls in calls.items()}
+    cpu_seconds = {key: {name: [] for name in case_calls} for key, case_calls in calls.items()}
     peaks = {key: [] for key in calls}
+    cpu_peaks = {key: [] for key in calls}
     tokens = {key: {} for key in calls}
     with torch.inference_mode():
         for repeat in range(-warmup, repeats):
             for key, case_calls in calls.items():
-                peak = matmul_flops_per_second(device, dtype=dtype)
+                peak, cpu_peak = matmul_flops_per_second(device, dtype=dtype)
                 for name in interleaved_order(list(case_calls), repeat):
-                    elapsed, output = timed_call(case_calls[name], device)
+                    elapsed, cpu_elapsed, output = timed(case_calls[name], device)
                     if repeat < 0:
                         tokens[key][name] = last_hidden_tokens(output)
                     else:
                         seconds[key][name].append(elapsed)
+                        cpu_seconds[key][name].append(cpu_elapsed)
                 if repeat >= 0:
                     peaks[key].append(peak)
+                    cpu_peaks[key].append(cpu_peak)
             if repeat >= 0:
                 print(f"repeat {repeat + 1}/{repeats} done", flush=True)
     profiles = {}
@@ -261,9 +256,12 @@ def run(
                 "matmul_peak_flops_per_s": {"median": median(peaks[key]), "max": max(peaks[key]),
                                             "samples": peaks[key]},
                 "results": {}}
-        phenom_seconds = seconds[key][PHENOM]
+        case["matmul_peak_flops_per_cpu_s"] = {"median": median(cpu_peaks[key]), "samples": cpu_peaks[key]}
+        phenom_seconds, phenom_cpu_seconds = seconds[key][PHENOM], cpu_seconds[key][PHENOM]
         for name, samples in seconds[key].items():
+            cpu_samples = cpu_seconds[key][name]
             achieved = [batch_size * per_image / elapsed for elapsed in samples]
+            achieved_cpu = [batch_size * per_image / elapsed for elapsed in cpu_samples]
             case["results"][name] = {
                 "seconds": samples,
                 "median_seconds": median(samples),
@@ -276,6 +274,12 @@ def run(
                 "phenom_ratio": median([other / ours for ours, other in zip(phenom_seconds, samples, strict=True)]),
                 # Fastest repeat over fastest repeat: the least disturbed runs of each, for comparison.
                 "phenom_ratio_of_best": min(samples) / min(phenom_seconds),
+                "cpu_seconds": cpu_samples,
+                "median_cpu_seconds": median(cpu_samples),
+                "phenom_ratio_cpu_time": median([other / ours for ours, other in zip(phenom_cpu_seconds, cpu_samples,
+                                                                                     strict=True)]),
+                "fraction_of_matmul_peak_cpu_time": median([rate / peak for rate, peak in zip(
+                    achieved_cpu, cpu_peaks[key], strict=True)]),
             }
         results.append(case)
     return {"cases": results, "skipped": skipped, "profiles": profiles, "tokens": {f"{name} batch {batch}": counts
@@ -283,15 +287,16 @@ def run(
 
 
 def table(report: dict) -> str:
-    header = (f"{'geometry':<14}{'batch':>6}  {'implementation':<32}{'s/batch':>9}{'images/s':>10}{'GFLOP/s':>9}"
-              f"{'of peak':>9}{'Phenom x':>10}")
+    header = (f"{'geometry':<14}{'batch':>6}  {'implementation':<30}{'s/batch':>9}{'images/s':>10}{'GFLOP/s':>9}"
+              f"{'of peak':>9}{'Phenom x':>10}{'CPU-time: of peak':>19}{'Phenom x':>10}")
     lines = [header, "-" * len(header)]
     for case in report["cases"]:
         for name, result in case["results"].items():
             lines.append(
-                f"{case['geometry_name']:<14}{case['batch_size']:>6}  {name:<32}{result['median_seconds']:>9.3f}"
+                f"{case['geometry_name']:<14}{case['batch_size']:>6}  {name:<30}{result['median_seconds']:>9.3f}"
                 f"{result['images_per_s']:>10.3f}{result['flops_per_s'] / 1e9:>9.1f}"
                 f"{result['fraction_of_matmul_peak']:>9.1%}{result['phenom_ratio']:>10.2f}"
+                f"{result['fraction_of_matmul_peak_cpu_time']:>19.1%}{result['phenom_ratio_cpu_time']:>10.2f}"
             )
         peak = case["matmul_peak_flops_per_s"]["median"]
         lines.append(f"{'':<20}{report['dtype']} {MATMUL_SIZE}x{MATMUL_SIZE} mm peak (median): "

@@ -2,7 +2,8 @@
 
 A step is `zero_grad`, forward with random masking (ratio 0.75), `loss.backward()` and a Lion step (`train.optim.Lion`,
 betas (0.9, 0.95), weight decay 0.05 on matrices: the recipe of `train/pretrain.py`), fp32, on the same uint8 batch
-(ViTMAE takes it as float). Both models run with and without activation (gradient) checkpointing.
+(ViTMAE takes it self-standardized, as Phenom standardizes it inside its forward). Both models run with and without
+activation (gradient) checkpointing.
 
 - Phenom: `PhenomForMaskedImageModeling` of the `l8` preset (width 1024, 16 heads, MLP 4096, patch 8, 6-channel patch
   embedding, parallel blocks with qk-norm and LayerScale, standard MAE decoder 512 wide, 16 heads, MLP 2048, MSE +
@@ -30,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -43,7 +43,7 @@ from bench.common import (
     median,
     profile_ops,
     profile_table,
-    synchronize,
+    timed,
     versions_line,
     vit_encoder_flops,
     wait_for_quiet_machine,
@@ -117,7 +117,10 @@ def make_batch(config, batch_size: int, device: torch.device) -> dict[str, torch
     side = config.image_size
     pixels = torch.randint(0, 256, (batch_size, config.num_channels, side, side), dtype=torch.uint8,
                            generator=generator)
-    return {PHENOM: pixels.to(device), VITMAE: pixels.float().to(device)}
+    # ViTMAE takes the image Phenom standardizes internally (so both losses are on the same scale).
+    from modeling_phenom.modeling_phenom import self_standardize
+
+    return {PHENOM: pixels.to(device), VITMAE: self_standardize(pixels, config.pixel_scale).to(device)}
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, pixels: torch.Tensor) -> float:
@@ -207,28 +210,30 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
                   for name, model in models.items()}
     pairs = [(name, checkpointing) for checkpointing in (False, True) for name in models]
     seconds = {pair: [] for pair in pairs}
+    cpu_seconds = {pair: [] for pair in pairs}
     losses = {pair: [] for pair in pairs}
-    peaks = []
+    peaks, cpu_peaks = [], []
     for repeat in range(-args.warmup, args.repeats):
-        peak = matmul_flops_per_second(device)
+        peak, cpu_peak = matmul_flops_per_second(device)
         for name, checkpointing in interleaved_order(pairs, repeat):
             set_checkpointing(models[name], checkpointing)
-            synchronize(device)
-            start = time.perf_counter()
-            loss = train_step(models[name], optimizers[name], batch[name])
-            synchronize(device)
+            elapsed, cpu_elapsed, loss = timed(lambda name=name: train_step(models[name], optimizers[name],
+                                                                            batch[name]), device)
             if repeat >= 0:
-                seconds[(name, checkpointing)].append(time.perf_counter() - start)
+                seconds[(name, checkpointing)].append(elapsed)
+                cpu_seconds[(name, checkpointing)].append(cpu_elapsed)
                 losses[(name, checkpointing)].append(loss)
         if repeat >= 0:
             peaks.append(peak)
+            cpu_peaks.append(cpu_peak)
             print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
     flops = step_flops(config, args.batch_size)
     results = {}
     for name, checkpointing in pairs:
-        samples = seconds[(name, checkpointing)]
-        ours = seconds[(PHENOM, checkpointing)]
+        samples, cpu_samples = seconds[(name, checkpointing)], cpu_seconds[(name, checkpointing)]
+        ours, ours_cpu = seconds[(PHENOM, checkpointing)], cpu_seconds[(PHENOM, checkpointing)]
         rates = [flops["step"] / elapsed for elapsed in samples]
+        cpu_rates = [flops["step"] / elapsed for elapsed in cpu_samples]
         results[f"{name}{' + checkpointing' if checkpointing else ''}"] = {
             "model": name,
             "checkpointing": checkpointing,
@@ -239,6 +244,11 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
             "fraction_of_matmul_peak": median([rate / peak for rate, peak in zip(rates, peaks, strict=True)]),
             # Phenom at the same checkpointing setting over this row, paired per repeat (> 1: Phenom faster).
             "phenom_ratio": median([other / mine for mine, other in zip(ours, samples, strict=True)]),
+            "cpu_seconds": cpu_samples,
+            "median_cpu_seconds": median(cpu_samples),
+            "phenom_ratio_cpu_time": median([other / mine for mine, other in zip(ours_cpu, cpu_samples, strict=True)]),
+            "fraction_of_matmul_peak_cpu_time": median([rate / peak for rate, peak in zip(cpu_rates, cpu_peaks,
+                                                                                          strict=True)]),
             "losses": losses[(name, checkpointing)],
         }
     profiles = {}
@@ -268,12 +278,13 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
         "decoder_intermediate_size", "mask_ratio", "fourier_loss_weight")}
     return {"geometry": shape, "batch_size": args.batch_size, "trainable_parameters": parameters, "flops": flops,
             "matmul_peak_flops_per_s": {"median": median(peaks), "max": max(peaks), "samples": peaks},
+            "matmul_peak_flops_per_cpu_s": {"median": median(cpu_peaks), "samples": cpu_peaks},
             "results": results, "peak_memory": memory, "profiles": profiles}
 
 
 def table(report: dict) -> str:
     header = (f"{'implementation':<38}{'s/step':>9}{'images/s':>10}{'GFLOP/s':>9}{'of peak':>9}"
-              f"{'Phenom x':>10}{'peak MiB':>10}")
+              f"{'Phenom x':>10}{'CPU-time: of peak':>19}{'Phenom x':>10}{'peak MiB':>10}")
     lines = [header, "-" * len(header)]
     for label, result in report["results"].items():
         memory = report["peak_memory"].get(label, {})
@@ -282,6 +293,7 @@ def table(report: dict) -> str:
             f"{label:<38}{result['median_seconds']:>9.3f}{result['images_per_s']:>10.3f}"
             f"{result['model_flops_per_s'] / 1e9:>9.1f}{result['fraction_of_matmul_peak']:>9.1%}"
             f"{result['phenom_ratio']:>10.2f}"
+            f"{result['fraction_of_matmul_peak_cpu_time']:>19.1%}{result['phenom_ratio_cpu_time']:>10.2f}"
             f"{'' if peak is None else f'{peak / 2**20:.0f}':>10}"
         )
     flops = report["flops"]
