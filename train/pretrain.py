@@ -75,7 +75,7 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
 
     # ---------------------------------------------------------------- accelerator
     mixed_precision = config.mixed_precision
-    if mixed_precision == "auto":  # CPUs here have no native bf16: bf16 only on CUDA
+    if mixed_precision == "auto":  # bf16 only on CUDA: on the CPU it runs ~3.6x slower than fp32 (docs/performance.md)
         mixed_precision = "bf16" if torch.cuda.is_available() else "no"
     accelerator = Accelerator(
         mixed_precision=mixed_precision,

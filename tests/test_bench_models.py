@@ -1,0 +1,61 @@
+"""`python -m bench.encoder_inference --smoke` and `python -m bench.train_step --smoke` run from a checkout and write
+their JSON reports with every field the docs read (no timing is asserted: the machine is shared)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def run_bench(module: str, out) -> subprocess.CompletedProcess:
+    # One OpenMP thread: the smoke geometry is tiny, and two pytest workers share two cores.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", module, "--smoke", "--out", str(out)], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_encoder_inference_smoke_run_compares_phenom_with_vitmae_at_the_same_token_count(tmp_path):
+    out = tmp_path / "encoder.json"
+    result = run_bench("bench.encoder_inference", out)
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "encoder_inference" and report["dtype"] == "float32" and report["smoke"] is True
+    assert {"date", "torch", "transformers", "load_average", "cpu_count"} <= set(report["machine"])
+    (case,) = report["cases"]
+    assert case["batch_size"] == 2 and case["geometry"]["tokens"] == 1 + 2 * 2 * 2  # 2 channels x 2 x 2 patches
+    assert set(report["tokens"]["tiny batch 2"].values()) == {case["geometry"]["tokens"]}
+    assert {"phenom", "transformers ViTMAE"} <= set(case["results"])
+    assert "timm ParallelScalingBlock ViT" in case["results"] or "timm ParallelScalingBlock ViT" in report["skipped"]
+    for result_row in case["results"].values():
+        assert {"median_seconds", "images_per_s", "flops_per_s", "fraction_of_matmul_peak", "phenom_ratio"} <= set(
+            result_row)
+        assert len(result_row["seconds"]) == report["repeats"] == 1
+    flops = case["flops_per_image"]
+    assert flops["total"] == flops["patch_embedding"] + flops["projections"] + flops["attention"] > 0
+    assert case["matmul_peak_flops_per_s"]["median"] > 0
+    assert report["targets"]["ratio_vs_vitmae"] == 1.2 and report["targets"]["throughput_batch"] == 2
+    profiled = report["profiles"]["phenom, tiny, batch 2"]
+    assert {"matmul", "attention"} <= set(profiled["categories"]) and profiled["top_ops"][0]["self_s"] > 0
+    assert "transformers ViTMAE" in result.stdout and "GFLOP/s" in result.stdout
+
+
+def test_train_step_smoke_run_trains_both_models_with_and_without_checkpointing_and_probes_memory(tmp_path):
+    out = tmp_path / "train_step.json"
+    result = run_bench("bench.train_step", out)
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "train_step" and report["smoke"] is True and "Lion" in report["optimizer"]
+    assert set(report["results"]) == {"phenom", "transformers ViTMAE", "phenom + checkpointing",
+                                      "transformers ViTMAE + checkpointing"}
+    for row in report["results"].values():
+        assert {"median_seconds", "images_per_s", "model_flops_per_s", "fraction_of_matmul_peak",
+                "phenom_ratio"} <= set(row)
+        assert all(loss == loss and loss > 0 for loss in row["losses"])  # a finite positive MAE loss
+    assert report["geometry"]["decoder_type"] == "standard" and report["geometry"]["mask_ratio"] == 0.75
+    memory = report["peak_memory"]["phenom"]
+    assert memory["peak_rss_bytes"] >= memory["rss_after_build_bytes"] > 0
+    assert set(report["profiles"]) == {"phenom", "transformers ViTMAE"}
+    assert report["flops"]["step"] == 3 * report["flops"]["forward_per_image"] * report["batch_size"]
+    assert "Phenom / ViTMAE >= 1.1" in " ".join(report["targets"]["met"]) and "s/step" in result.stdout
