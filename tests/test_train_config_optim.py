@@ -124,3 +124,33 @@ def test_configs_are_valid_yaml_with_documented_launch_commands():
     for path in CONFIGS.glob("*.yaml"):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
     assert Path(REPO_ROOT / "train" / "pretrain.py").read_text().count("accelerate launch") >= 3
+
+
+def test_training_needs_no_deepspeed_install(tmp_path):
+    # accelerate exports DummyOptim/DummyScheduler only when deepspeed is installed; `pip install phenom` without
+    # the deepspeed extra must still import the trainer and build its optimizer (a fresh interpreter that cannot
+    # see deepspeed, as accelerate checks for it).
+    script = """
+import importlib.util
+real_find_spec = importlib.util.find_spec
+def find_spec(name, package=None):
+    return None if name.split(".")[0] == "deepspeed" else real_find_spec(name, package)
+importlib.util.find_spec = find_spec
+import accelerate.utils
+assert not hasattr(accelerate.utils, "DummyOptim"), "deepspeed is still visible"
+from accelerate import Accelerator
+from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling
+from train.config import load_config
+from train.distributed import build_optimizer_and_schedule
+import train.pretrain
+config = load_config("train/configs/tiny.yaml", ["data.path=/tmp/x"])
+model = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny", num_hidden_layers=1))
+optimizer, schedule, prepared = build_optimizer_and_schedule(Accelerator(cpu=True), model, config, 1e-3)
+print(type(optimizer).__name__, prepared)
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("Lion False")

@@ -6,7 +6,7 @@ data-parallel replicas hold identical weights at the end.
 from __future__ import annotations
 
 import torch
-from accelerate.utils import DistributedType, DummyOptim, DummyScheduler
+from accelerate.utils import DistributedType
 
 from .config import TrainConfig
 from .optim import Lion, one_cycle_schedule, parameter_groups
@@ -28,6 +28,9 @@ def build_optimizer_and_schedule(accelerator, model, config: TrainConfig, peak_l
         # The data loaders are per-rank streams that accelerate does not prepare, so it cannot infer these.
         ds_config["train_micro_batch_size_per_gpu"] = config.per_device_batch_size
         ds_config["gradient_clipping"] = float(config.optim.grad_clip or 0.0)
+    if ds_config is not None and ("optimizer" in ds_config or "scheduler" in ds_config):
+        # accelerate exports these only when deepspeed is installed: a plain install must still train.
+        from accelerate.utils import DummyOptim, DummyScheduler
     if ds_config is not None and "optimizer" in ds_config:
         optimizer = DummyOptim(groups, lr=peak_lr, weight_decay=config.optim.weight_decay)
     else:
