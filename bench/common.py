@@ -10,7 +10,6 @@ disturb far less: ratios and peak fractions are reported on both clocks.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -202,12 +201,6 @@ def interleaved_order(names: list[str], repeat: int) -> list[str]:
     return list(names) if repeat % 2 == 0 else list(reversed(names))
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    from phenom_data.wells import write_text_atomically
-
-    write_text_atomically(Path(path), json.dumps(payload, indent=2) + "\n")
-
-
 def versions_line(machine: dict) -> str:
     load = ", ".join(f"{value:.2f}" for value in machine["load_average"])
     return (f"{machine['date']}; {machine['cpu']} ({machine['cpu_count']} cores, {machine['torch_threads']} torch "
@@ -230,6 +223,5 @@ __all__ = [
     "profile_table",
     "median",
     "interleaved_order",
-    "write_json_atomically",
     "versions_line",
 ]

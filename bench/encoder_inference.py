@@ -48,8 +48,8 @@ from bench.common import (
     versions_line,
     vit_encoder_flops,
     wait_for_quiet_machine,
-    write_json_atomically,
 )
+from phenom_data.atomic import atomic_write_json
 
 TARGET_RATIO_VITMAE = 1.2
 TARGET_FRACTION_OF_MATMUL_PEAK = 0.75
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{machine['cpu_has_avx512_bf16']})")
     for target, met in report["targets"]["met"].items():
         print(f"target {target}: {'met' if met else 'MISSED'}")
-    write_json_atomically(args.out, report)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

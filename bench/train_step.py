@@ -47,8 +47,8 @@ from bench.common import (
     versions_line,
     vit_encoder_flops,
     wait_for_quiet_machine,
-    write_json_atomically,
 )
+from phenom_data.atomic import atomic_write_json
 
 TARGET_RATIO_VITMAE = 1.1
 PHENOM = "phenom"
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         print(profile_table(f"{title}, one training step", profiled))
     for target, met in report["targets"]["met"].items():
         print(f"target {target}: {'met' if met else 'MISSED'}")
-    write_json_atomically(args.out, report)
+    atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

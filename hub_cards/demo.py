@@ -298,7 +298,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("phenom-demo"), help="output folder (default: phenom-demo)")
     parser.add_argument("--size", choices=list(SIZES), default="small",
-                        help="synthetic screen: small (default, ~4 min on 2 idle cores), medium, or tiny (a smoke run)")
+                        help="synthetic screen: small (default, ~4 min on 2 idle cores), medium, or tiny (smoke run)")
     parser.add_argument("--steps", type=int, default=None,
                         help="pretraining steps (default: 60 for small and medium, 4 for tiny)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and training")
