@@ -93,3 +93,37 @@ def test_none_returns_the_features_unchanged_and_unknown_methods_are_refused():
     np.testing.assert_array_equal(correct(features, is_control, batches, "none"), features)
     with pytest.raises(ValueError, match="unknown correction 'combat'"):
         correct(features, is_control, batches, "combat")
+
+
+def wide_plate(num_features=12, controls_per_batch=4, seed=0):
+    """Two batches, more features than control wells: pooled controls span at most 7 of 12 directions."""
+    rng = np.random.default_rng(seed)
+    batches = np.array(["exp-A"] * 10 + ["exp-B"] * 10)
+    features = rng.normal(size=(20, num_features)) + np.where(batches == "exp-A", 1.0, -1.0)[:, None]
+    is_control = np.zeros(20, dtype=bool)
+    is_control[:controls_per_batch] = True
+    is_control[10:10 + controls_per_batch] = True
+    return features, is_control, batches
+
+
+@pytest.mark.parametrize("method", ["pca-centerscale", "tvn"])
+def test_more_features_than_controls_keeps_only_directions_the_controls_span(method):
+    # 8 controls centred on their mean span 7 directions; the 5 others have zero control variance, and scaling them
+    # by their (round-off) standard deviation used to give values near 1e15 instead of an error or a finite answer.
+    features, is_control, batches = wide_plate()
+    corrected = correct(features, is_control, batches, method=method)
+    assert corrected.shape == (20, 7)
+    assert np.abs(corrected).max() < 100
+    if method == "pca-centerscale":
+        projected = direct_pca_projection(features[is_control], features)[:, :7]
+        expected = np.empty_like(projected)
+        for batch in ("exp-A", "exp-B"):
+            rows = batches == batch
+            expected[rows] = standardize_on(projected[rows], projected[rows & is_control])
+        assert_equal_up_to_column_signs(corrected, expected)
+
+
+def test_asking_for_more_components_than_the_controls_span_is_an_error_naming_both():
+    features, is_control, batches = wide_plate()
+    with pytest.raises(ValueError, match=r"10 components.*8 control wells span only 7"):
+        pca_centerscale(features, is_control, batches, num_components=10)
