@@ -100,6 +100,22 @@ def load_model(model_id: str, device, revision: str | None = None):
     return model.to(device).eval()
 
 
+def load_processor(model_id: str, revision: str | None = None):
+    """The model's saved `PhenomImageProcessor` (its view size: a model trained on 64 px crops embeds 64 px views),
+    or the RxRx defaults (256 px views) when the model has no `preprocessor_config.json` (OpenPhenom's Hub repo)."""
+    from modeling_phenom import PhenomImageProcessor
+
+    local = Path(model_id)
+    if local.is_dir():
+        if not (local / "preprocessor_config.json").is_file():
+            return PhenomImageProcessor()
+        return PhenomImageProcessor.from_pretrained(local)
+    try:
+        return PhenomImageProcessor.from_pretrained(model_id, revision=revision)
+    except OSError:  # no preprocessor_config.json in the Hub repo
+        return PhenomImageProcessor()
+
+
 def embed_into_store(model, loader, blocks: list[int], store: EmbeddingStore, rank: int, device, autocast_dtype,
                      part_wells: int = DEFAULT_PART_WELLS, show_progress: bool = True) -> int:
     """Embed every batch of `loader` and append the well means to `store` every `part_wells` wells."""
@@ -256,7 +272,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     wells = open_wells(args.data, args.metadata, args.experiments, args.well_list, state.process_index,
                        state.num_processes, args.revision)
-    dataset = WellDataset(RemainingWells(wells, done), mode="tiles")
+    # The model's own views: its processor's crop size is the image size it was trained on.
+    processor = load_processor(args.model, args.revision)
+    dataset = WellDataset(RemainingWells(wells, done), mode="tiles", processor=processor)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_wells)
     autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)

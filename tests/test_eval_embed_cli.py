@@ -148,3 +148,21 @@ def test_two_accelerate_processes_give_the_same_files_as_one_and_phenom_eval_rea
                           str(tmp_path / "eval"), "--no-plots"]) == 0
     results = json.loads((tmp_path / "eval" / "block3" / "results.json").read_text())
     assert results["block"] == 3 and results["counts"]["map_genes"] == 3
+
+
+def test_embed_uses_the_view_size_saved_with_the_model(dataset, tmp_path):
+    # A model trained on 64 px crops (its processor says so) must embed 64 px views: the interior 2 x 2 of a 256 px
+    # well's 4 x 4 grid, not one 256 px view with 16 times its training token count.
+    model_dir = tmp_path / "model64"
+    torch.manual_seed(0)
+    PhenomModel(small_config(patch_size=16, image_size=64)).save_pretrained(model_dir)
+    PhenomImageProcessor(crop_size=64).save_pretrained(model_dir)
+    assert run_embed(model_dir, dataset, tmp_path / "e.parquet") == 0
+    table = read_embeddings(tmp_path / "e.parquet")
+    well_id = table.well_ids[0]
+    image = np.stack([channel_image(well_id, channel) for channel in range(1, 7)])
+    views = np.stack([image[:, top:top + 64, left:left + 64] for top in (64, 128) for left in (64, 128)])
+    model = PhenomModel.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        expected = model.get_block_embeddings(torch.from_numpy(views), blocks="last")[model.num_blocks].mean(dim=0)
+    np.testing.assert_allclose(table.features[0], expected.numpy(), rtol=1e-5, atol=1e-5)
