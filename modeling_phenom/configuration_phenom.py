@@ -14,6 +14,7 @@ from transformers.activations import ACT2FN
 BLOCK_TYPES = ("parallel", "sequential")
 DECODER_TYPES = ("channel_agnostic", "standard")
 FOURIER_LOSS_MODES = ("reference", "per_patch")
+ATTENTION_INITS = ("trunc_normal", "xavier_uniform")
 
 # Shared by every preset unless it overrides a value: the recipe of the released models (paper.md §1.2, §1.5).
 _COMMON = dict(
@@ -110,6 +111,12 @@ class PhenomConfig(PreTrainedConfig):
             MLP bias onto q/k/v (openphenom.md §3.4). Only for converted OpenPhenom weights.
         layer_norm_eps (`float`, defaults to 1e-6): epsilon of the encoder LayerNorms.
         initializer_range (`float`, defaults to 0.02): std of the truncated normal initialization.
+        attention_init (`str`, defaults to `"trunc_normal"`): how attention input projections start. `"trunc_normal"`
+            (timm, transformers) like every other linear layer; `"xavier_uniform"` (the MAE of He et al.) for the
+            query/key/value projections of the encoder and decoder (the parallel block's fused in-projection, MLP
+            input included), while output projections and the pixel head keep the truncated normal, so the first
+            loss stays the zero predictor's. Small models start learning masked patches far sooner with it
+            (docs/design.md, Training); it only affects fresh weights.
         decoder_type (`str`, defaults to `"channel_agnostic"`): `"channel_agnostic"` = released CA decoder
             (openphenom.md §3.6) or `"standard"` MAE decoder (He et al.).
         decoder_hidden_size (`int`, defaults to 512): width of the decoder tokens.
@@ -120,6 +127,11 @@ class PhenomConfig(PreTrainedConfig):
         decoder_cross_attention_heads (`int`, defaults to 8): heads of the CA decoder's shared cross-attention.
         decoder_layer_norm_eps (`float`, defaults to 1e-6): epsilon of the decoder LayerNorms (1e-5 in the
             released OpenPhenom code).
+        decoder_qk_norm (`bool`, defaults to `False`): per-head LayerNorm on the queries and keys of every decoder
+            attention (the CA decoder's cross-attention included). Off in the released decoders. The CA decoder's
+            cross-attention replaces its tokens (no residual), so until its attention depends on position every
+            masked token gets the same input; normalized queries and keys start with attention logits of order 1
+            instead of ~0.01, and masked patches are learned within tens of steps instead of hundreds.
         mask_ratio (`float`, defaults to 0.75): fraction of patch tokens removed during pretraining.
         fourier_loss_weight (`float`, defaults to 0.01): w in `(1 - w) * MSE + w * Fourier`; must be < 1.
         mask_fourier_loss (`bool`, defaults to `True`): average the Fourier term over masked tokens only.
@@ -150,6 +162,7 @@ class PhenomConfig(PreTrainedConfig):
         legacy_bias_routing: bool = False,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
+        attention_init: str = "trunc_normal",
         decoder_type: str = "channel_agnostic",
         decoder_hidden_size: int = 512,
         decoder_num_hidden_layers: int = 8,
@@ -158,6 +171,7 @@ class PhenomConfig(PreTrainedConfig):
         decoder_num_modalities: int = 6,
         decoder_cross_attention_heads: int = 8,
         decoder_layer_norm_eps: float = 1e-6,
+        decoder_qk_norm: bool = False,
         mask_ratio: float = 0.75,
         fourier_loss_weight: float = 0.01,
         mask_fourier_loss: bool = True,
@@ -183,6 +197,7 @@ class PhenomConfig(PreTrainedConfig):
         self.legacy_bias_routing = legacy_bias_routing
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.attention_init = attention_init
         self.decoder_type = decoder_type
         self.decoder_hidden_size = decoder_hidden_size
         self.decoder_num_hidden_layers = decoder_num_hidden_layers
@@ -191,6 +206,7 @@ class PhenomConfig(PreTrainedConfig):
         self.decoder_num_modalities = decoder_num_modalities
         self.decoder_cross_attention_heads = decoder_cross_attention_heads
         self.decoder_layer_norm_eps = decoder_layer_norm_eps
+        self.decoder_qk_norm = decoder_qk_norm
         self.mask_ratio = mask_ratio
         self.fourier_loss_weight = fourier_loss_weight
         self.mask_fourier_loss = mask_fourier_loss
@@ -230,7 +246,8 @@ class PhenomConfig(PreTrainedConfig):
 
     def decoder_layer_config(self) -> PhenomConfig:
         """A derived config sizing the decoder's blocks with the encoder's sequential layer class (STYLE rule 2):
-        pre-norm timm `Block`s with qkv bias, no qk-norm, no LayerScale, no stochastic depth."""
+        pre-norm timm `Block`s with qkv bias, qk-norm only with `decoder_qk_norm`, no LayerScale, no stochastic
+        depth."""
         return PhenomConfig(
             image_size=self.image_size,
             patch_size=self.patch_size,
@@ -242,7 +259,7 @@ class PhenomConfig(PreTrainedConfig):
             intermediate_size=self.decoder_intermediate_size,
             hidden_act=self.hidden_act,
             block_type="sequential",
-            qk_norm=False,
+            qk_norm=self.decoder_qk_norm,
             qkv_bias=True,
             layer_scale_init_value=None,
             drop_path_rate=0.0,
@@ -287,6 +304,8 @@ class PhenomConfig(PreTrainedConfig):
                 )
         if self.block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {self.block_type!r}")
+        if self.attention_init not in ATTENTION_INITS:
+            raise ValueError(f"attention_init must be one of {ATTENTION_INITS}, got {self.attention_init!r}")
         if self.decoder_type not in DECODER_TYPES:
             raise ValueError(f"decoder_type must be one of {DECODER_TYPES}, got {self.decoder_type!r}")
         if self.fourier_loss_mode not in FOURIER_LOSS_MODES:

@@ -349,6 +349,7 @@ class PhenomParallelLayer(GradientCheckpointingLayer):
         self.split_sizes = [intermediate_size, hidden_size, hidden_size, hidden_size]
         self.in_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.in_proj = nn.Linear(hidden_size, intermediate_size + 3 * hidden_size, bias=False)
+        self.in_proj.is_attention_input = True  # `attention_init` (PhenomConfig) applies to it
         self.mlp_bias = nn.Parameter(torch.zeros(intermediate_size))
         if config.qkv_bias:
             self.qkv_bias = nn.Parameter(torch.zeros(3 * hidden_size))
@@ -400,6 +401,7 @@ class PhenomAttention(nn.Module):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.qkv.is_attention_input = True  # `attention_init` (PhenomConfig) applies to it
         self.q_norm = _qk_norm(config)
         self.k_norm = _qk_norm(config)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
@@ -602,13 +604,22 @@ class PhenomCrossAttention(nn.Module):
         self.num_heads = config.decoder_cross_attention_heads
         self.query = nn.Linear(width, width, bias=False)
         self.key_value = nn.Linear(width, 2 * width, bias=False)
+        self.query.is_attention_input = self.key_value.is_attention_input = True  # `attention_init` applies to them
         self.proj = nn.Linear(width, width)
+        # Not in the released decoder; `decoder_qk_norm` (PhenomConfig) adds it for faster early learning.
+        head_dim = width // self.num_heads
+        if config.decoder_qk_norm:
+            self.q_norm = nn.LayerNorm(head_dim, eps=config.decoder_layer_norm_eps)
+            self.k_norm = nn.LayerNorm(head_dim, eps=config.decoder_layer_norm_eps)
+        else:
+            self.q_norm, self.k_norm = nn.Identity(), nn.Identity()
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """`[batch, num_queries, width]` queries over a `[batch, num_context, width]` context -> like the queries."""
         key, value = self.key_value(context).chunk(2, dim=-1)
-        query = _split_heads(self.query(hidden_states), self.num_heads)
-        attention = _attend(query, _split_heads(key, self.num_heads), _split_heads(value, self.num_heads))
+        query = self.q_norm(_split_heads(self.query(hidden_states), self.num_heads))
+        key = self.k_norm(_split_heads(key, self.num_heads))
+        attention = _attend(query, key, _split_heads(value, self.num_heads))
         return self.proj(attention)
 
 
@@ -752,7 +763,10 @@ class PhenomPreTrainedModel(PreTrainedModel):
             init.xavier_uniform_(module.projection.weight.view(module.projection.weight.shape[0], -1))
             init.zeros_(module.projection.bias)
         elif isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std)
+            if getattr(module, "is_attention_input", False) and self.config.attention_init == "xavier_uniform":
+                init.xavier_uniform_(module.weight)
+            else:
+                init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):

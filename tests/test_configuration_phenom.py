@@ -62,6 +62,7 @@ def test_preset_overrides_apply():
         (dict(image_size=250, patch_size=16), "divisible by patch_size"),
         (dict(block_type="serial"), "block_type"),
         (dict(decoder_type="fancy"), "decoder_type"),
+        (dict(attention_init="kaiming"), "attention_init"),
         (dict(mask_ratio=1.0), "mask_ratio"),
         (dict(fourier_loss_weight=1.0), "fourier_loss_weight"),
         (dict(drop_path_rate=-0.1), "drop_path_rate"),

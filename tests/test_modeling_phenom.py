@@ -7,7 +7,7 @@ from conftest import random_pixels, small_config
 from safetensors import safe_open
 from transformers import AutoModel, pipeline
 
-from modeling_phenom import PhenomImageProcessor, PhenomModel
+from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor, PhenomModel
 from modeling_phenom.modeling_phenom import self_standardize, sincos_2d_position_embedding
 
 
@@ -239,3 +239,39 @@ def test_image_feature_extraction_pipeline_returns_embeddings(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]).pooler_output
     torch.testing.assert_close(pooled, expected)
+
+
+def test_decoder_qk_norm_adds_layernorms_only_to_decoder_attention_and_is_off_in_the_released_geometry():
+    released = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny"))
+    assert isinstance(released.decoder.cross_attention.q_norm, torch.nn.Identity)
+    assert not any("decoder" in name and "_norm.weight" in name and ("q_norm" in name or "k_norm" in name)
+                   for name, _ in released.named_parameters())
+    normed = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny", decoder_qk_norm=True))
+    head_dim = normed.config.decoder_hidden_size // normed.config.decoder_cross_attention_heads
+    assert normed.decoder.cross_attention.q_norm.normalized_shape == (head_dim,)
+    assert isinstance(normed.decoder.layers[0][0].attention.k_norm, torch.nn.LayerNorm)
+    # The encoder is untouched: same parameter names and shapes as the released geometry.
+    assert ({name: p.shape for name, p in normed.phenom.named_parameters()}
+            == {name: p.shape for name, p in released.phenom.named_parameters()})
+    outputs = normed(pixel_values=torch.randint(0, 256, (2, 6, 256, 256), dtype=torch.uint8))
+    assert torch.isfinite(outputs.loss)
+
+
+def test_xavier_attention_init_widens_only_the_attention_input_projections():
+    torch.manual_seed(0)
+    model = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny", attention_init="xavier_uniform"))
+
+    def xavier_std(weight):
+        fan_out, fan_in = weight.shape
+        return (6 / (fan_in + fan_out)) ** 0.5 / 3**0.5
+
+    inputs = [model.phenom.encoder.layers[0].in_proj.weight, model.decoder.cross_attention.query.weight,
+              model.decoder.cross_attention.key_value.weight, model.decoder.layers[0][0].attention.qkv.weight]
+    for weight in inputs:
+        assert abs(weight.std().item() / xavier_std(weight) - 1) < 0.05
+    # Output projections and the pixel head keep the truncated normal (std 0.02): the first loss stays ~1.
+    for weight in (model.phenom.encoder.layers[0].attn_out_proj.weight, model.decoder.cross_attention.proj.weight,
+                   model.decoder.prediction.weight):
+        assert abs(weight.std().item() - 0.02) < 0.002
+    default = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny"))
+    assert abs(default.phenom.encoder.layers[0].in_proj.weight.std().item() - 0.02) < 0.002
