@@ -1,6 +1,6 @@
 """`phenom demo`: the whole Phenom loop on a generated dataset, in minutes on a laptop CPU.
 
-    phenom demo --out phenom-demo            # small synthetic screen, ~4 minutes on 2 idle cores
+    phenom demo --out phenom-demo            # small synthetic screen, ~5.5 minutes on 2 idle cores
     phenom demo --out phenom-demo --size medium
 
 Stages, each run by the package that owns it (the same code paths as the individual commands):
@@ -40,7 +40,7 @@ MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
 SUMMARY_METRICS = ("recall_mean_0.05_0.95", "recall_CORUM_0.05_0.95", "compound_gene_ap_max",
                    "replicate_consistency_ks", "signal_consistency_fraction")
 # Synthetic screen size -> (phenom synth preset, default pretraining steps). "tiny" is a smoke run for tests.
-SIZES = {"tiny": ("tiny", 4), "small": ("small", 60), "medium": ("medium", 60)}
+SIZES = {"tiny": ("tiny", 4), "small": ("small", 200), "medium": ("medium", 200)}
 STAGES = ("synth", "pretrain", "random-init", "embed", "baseline", "eval", "probe", "report")
 
 
@@ -298,9 +298,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("phenom-demo"), help="output folder (default: phenom-demo)")
     parser.add_argument("--size", choices=list(SIZES), default="small",
-                        help="synthetic screen: small (default, ~4 min on 2 idle cores), medium, or tiny (smoke run)")
+                        help="synthetic screen: small (default, ~5.5 min on 2 idle cores), medium or tiny (smoke run)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="pretraining steps (default: 60 for small and medium, 4 for tiny)")
+                        help="pretraining steps (default: 200 for small and medium, 4 for tiny); the tiny model "
+                             "starts learning masked patches after about 50")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and training")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
