@@ -237,6 +237,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
     parser.add_argument("--revision", help="Hub revision of the model and the dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -279,8 +280,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                          collate_fn=collate_wells)
     autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
     start = time.perf_counter()
+    show_progress = state.is_main_process and not args.no_progress
     embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, autocast_dtype,
-                                part_wells=args.part_wells, show_progress=state.is_main_process)
+                                part_wells=args.part_wells, show_progress=show_progress)
     seconds = time.perf_counter() - start
     print(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
           f"({embedded / max(seconds, 1e-9):.1f} wells/s); skipped {dict(wells.stats.skipped)}", file=sys.stderr)

@@ -18,6 +18,7 @@ That is 6 x (7 + 8) + 2 x 6 + 1 + 15 = 118 numbers for six channels.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 
@@ -104,21 +105,15 @@ def embed_handcrafted(wells: Iterable, processes: int | None = None, progress: b
         images.append(well.image)
     if not images:
         raise ValueError("no wells to compute hand-crafted features for")
-    bar = tqdm(total=len(images), desc="hand-crafted features", unit="well", disable=not progress)
-    if processes > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    with contextlib.ExitStack() as stack:
+        if processes > 1:
+            from concurrent.futures import ProcessPoolExecutor
 
-        rows = []
-        with ProcessPoolExecutor(processes) as pool:
-            for row in pool.map(handcrafted_features, images, chunksize=16):
-                rows.append(row)
-                bar.update()
-    else:
-        rows = []
-        for image in images:
-            rows.append(handcrafted_features(image))
-            bar.update()
-    bar.close()
+            mapped = stack.enter_context(ProcessPoolExecutor(processes)).map(handcrafted_features, images,
+                                                                             chunksize=16)
+        else:
+            mapped = map(handcrafted_features, images)
+        rows = list(tqdm(mapped, total=len(images), desc="hand-crafted features", unit="well", disable=not progress))
     return well_ids, np.stack(rows)
 
 

@@ -462,6 +462,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--model-name", help="model name in results.json (default: --model or the files' provenance)")
     parser.add_argument("--dataset-name", help="dataset name in results.json (default: --data or the provenance)")
     parser.add_argument("--no-plots", action="store_true", help="write results.json and split.json only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -503,7 +504,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                            task=args.task, labels=labels)
         split = split_experiments(table.experiments, args.test_fraction, args.seed, args.test_experiments)
         result = run_probe(table, split, block_features(table, files, args.correction, args.control_key),
-                           seed=args.seed, max_iter=args.max_iter)
+                           seed=args.seed, max_iter=args.max_iter, show_progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

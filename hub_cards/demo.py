@@ -117,7 +117,7 @@ def stage_synth(out: Path, size: str, seed: int, progress: bool) -> None:
     generate(out / "data", size=SIZES[size][0], seed=seed, progress=progress)
 
 
-def stage_pretrain(out: Path, steps: int, seed: int) -> None:
+def stage_pretrain(out: Path, steps: int, seed: int, progress: bool = True) -> None:
     config = resources.files("train") / "configs" / "tiny.yaml"
     launch_config = resources.files("train") / "accelerate" / "cpu.yaml"
     run_dir = out / "pretrain"
@@ -127,7 +127,7 @@ def stage_pretrain(out: Path, steps: int, seed: int) -> None:
         "train.pretrain", "--config", str(config), "--resume", "latest",
         f"data.path={out / 'data'}", f"output_dir={run_dir}", f"max_steps={steps}", f"seed={seed}",
         f"checkpoint_every={checkpoint_every}", f"reconstruction_every={checkpoint_every}",
-        f"log_every={max(1, min(5, steps // 4))}",
+        f"log_every={max(1, min(5, steps // 4))}", f"progress={str(progress).lower()}",
     ]
     print("  " + " ".join(command), flush=True)
     result = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
@@ -153,14 +153,15 @@ def stage_random_init(out: Path, seed: int) -> None:
     temporary.rename(out / "random-init")
 
 
-def stage_embed(out: Path) -> None:
+def stage_embed(out: Path, progress: bool = True) -> None:
     from eval.embed import main as embed_main
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
     runs = {"tiny-trained": (out / "pretrain" / "final", "all"), "tiny-random-init": (out / "random-init", "last")}
     for name, (model, blocks) in runs.items():
         _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks,
-                               "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite"], f"embed {name}")
+                               "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite",
+                               *([] if progress else ["--no-progress"])], f"embed {name}")
 
 
 def block_files(out: Path, name: str) -> list[Path]:
@@ -195,13 +196,14 @@ def stage_eval(out: Path, size: str) -> None:
                               "--dataset-name", f"phenom-synth-{size}"], f"eval {name}")
 
 
-def stage_probe(out: Path, size: str) -> None:
+def stage_probe(out: Path, size: str, progress: bool = True) -> None:
     from eval.probe import main as probe_main
 
     files = [str(path) for path in block_files(out, "tiny-trained")]
     _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
                            "--task", "gene", "--out", str(out / "probe"), "--model-name", "tiny-trained",
-                           "--dataset-name", f"phenom-synth-{size}"], "probe")
+                           "--dataset-name", f"phenom-synth-{size}", *([] if progress else ["--no-progress"])],
+              "probe")
 
 
 def stage_report(out: Path) -> None:
@@ -325,15 +327,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
            "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
            "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode], flush=True)
     progress = not args.no_progress
+    if not progress:
+        # transformers' and huggingface_hub's own bars (weights written and loaded), here and in the pretraining
+        # subprocess, which inherits the variable.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
     start = time.perf_counter()
     try:
         run_stage(state, out, "synth", stage_synth, out, args.size, args.seed, progress)
-        run_stage(state, out, "pretrain", stage_pretrain, out, steps, args.seed)
+        run_stage(state, out, "pretrain", stage_pretrain, out, steps, args.seed, progress)
         run_stage(state, out, "random-init", stage_random_init, out, args.seed)
-        run_stage(state, out, "embed", stage_embed, out)
+        run_stage(state, out, "embed", stage_embed, out, progress)
         run_stage(state, out, "baseline", stage_baseline, out, progress)
         run_stage(state, out, "eval", stage_eval, out, args.size)
-        run_stage(state, out, "probe", stage_probe, out, args.size)
+        run_stage(state, out, "probe", stage_probe, out, args.size, progress)
         run_stage(state, out, "report", stage_report, out)
     except DemoError as error:
         print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)

@@ -22,6 +22,9 @@ def test_reduced_demo_runs_end_to_end_then_resumes(tmp_path):
                "--no-progress"]
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    # --no-progress reaches every stage, the pretraining subprocess included: no tqdm bar in the output.
+    printed = first.stderr + first.stdout
+    assert "%|" not in printed and "embedding (rank" not in printed, printed[-2000:]
 
     with open(out / "leaderboard.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

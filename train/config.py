@@ -67,6 +67,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     reconstruction_every: int = 50
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    progress: bool = True  # the tqdm bar on the main process (progress=false for logs and scripted runs)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -150,7 +150,7 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     # ---------------------------------------------------------------- loop
     model.train()
     progress = tqdm(range(start_step, config.max_steps), initial=start_step, total=config.max_steps,
-                    disable=not accelerator.is_local_main_process, desc="pretrain")
+                    disable=not (accelerator.is_local_main_process and config.progress), desc="pretrain")
     last_saved = start_step if checkpoint is not None else None
     interval_start = time.perf_counter()
     for step in range(start_step + 1, config.max_steps + 1):
