@@ -246,11 +246,13 @@ def _layer_scale(config: PhenomConfig) -> nn.Module:
     return PhenomLayerScale(config.hidden_size, config.layer_scale_init_value)
 
 
+def _head_norm(enabled: bool, head_dim: int, eps: float) -> nn.Module:
+    # One LayerNorm over the head dimension, shared by all heads (timm qk_norm); Identity when disabled.
+    return nn.LayerNorm(head_dim, eps=eps) if enabled else nn.Identity()
+
+
 def _qk_norm(config: PhenomConfig) -> nn.Module:
-    # One LayerNorm over the head dimension, shared by all heads (timm qk_norm).
-    if not config.qk_norm:
-        return nn.Identity()
-    return nn.LayerNorm(config.head_dim, eps=config.layer_norm_eps)
+    return _head_norm(config.qk_norm, config.head_dim, config.layer_norm_eps)
 
 
 def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -608,11 +610,8 @@ class PhenomCrossAttention(nn.Module):
         self.proj = nn.Linear(width, width)
         # Not in the released decoder; `decoder_qk_norm` (PhenomConfig) adds it for faster early learning.
         head_dim = width // self.num_heads
-        if config.decoder_qk_norm:
-            self.q_norm = nn.LayerNorm(head_dim, eps=config.decoder_layer_norm_eps)
-            self.k_norm = nn.LayerNorm(head_dim, eps=config.decoder_layer_norm_eps)
-        else:
-            self.q_norm, self.k_norm = nn.Identity(), nn.Identity()
+        self.q_norm = _head_norm(config.decoder_qk_norm, head_dim, config.decoder_layer_norm_eps)
+        self.k_norm = _head_norm(config.decoder_qk_norm, head_dim, config.decoder_layer_norm_eps)
 
     def forward(self, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """`[batch, num_queries, width]` queries over a `[batch, num_context, width]` context -> like the queries."""
