@@ -117,8 +117,12 @@ def load_processor(model_id: str, revision: str | None = None):
 
 
 def embed_into_store(model, loader, blocks: list[int], store: EmbeddingStore, rank: int, device, autocast_dtype,
-                     part_wells: int = DEFAULT_PART_WELLS, show_progress: bool = True) -> int:
-    """Embed every batch of `loader` and append the well means to `store` every `part_wells` wells."""
+                     part_wells: int = DEFAULT_PART_WELLS, show_progress: bool = True,
+                     per_channel: bool = False) -> int:
+    """Embed every batch of `loader` and append the well means to `store` every `part_wells` wells.
+
+    `per_channel`: each view's embedding is its channels' token means side by side (`[C * hidden_size]`) instead
+    of the mean over all tokens (`[hidden_size]`)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -138,7 +142,7 @@ def embed_into_store(model, loader, blocks: list[int], store: EmbeddingStore, ra
             pixel_values = batch["pixel_values"].to(device)
             with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype,
                                 enabled=autocast_dtype is not None):
-                per_block = model.get_block_embeddings(pixel_values, blocks=blocks)
+                per_block = model.get_block_embeddings(pixel_values, blocks=blocks, per_channel=per_channel)
             for block in blocks:
                 buffer[block].append(well_means(per_block[block], batch["well_index"], len(batch["well_id"])))
             buffer_ids.extend(batch["well_id"])
@@ -237,6 +241,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
     parser.add_argument("--revision", help="Hub revision of the model and the dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="channel-agnostic models: each channel's token mean side by side (C x hidden_size "
+                             "features) instead of the mean over all tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -257,10 +264,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         raise SystemExit(f"{prog}: --device cuda but no CUDA device is available")
     model = load_model(args.model, state.device, revision=args.revision)
     blocks = model.resolve_blocks(args.blocks)
+    if args.per_channel and not model.config.channel_agnostic:
+        raise SystemExit(f"{prog}: --per-channel needs a channel-agnostic model (one token set per channel); "
+                         f"{args.model} embeds all channels in each token")
     suffix = ".h5ad" if args.format == "anndata" else ".parquet"
     outputs = block_paths(args.out, blocks, suffix)
     store = EmbeddingStore(args.out, blocks, {"model": args.model, "data": args.data, "metadata": args.metadata,
-                                              "experiments": args.experiments, "well_list": args.well_list})
+                                              "experiments": args.experiments, "well_list": args.well_list,
+                                              "per_channel": args.per_channel})
     existing = [str(path) for path in outputs.values() if path.exists()]
     if existing and not args.overwrite and not store.parts_dir.is_dir():
         raise SystemExit(f"{prog}: {', '.join(existing)} already exist(s); pass --overwrite to replace")
@@ -282,14 +293,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     start = time.perf_counter()
     show_progress = state.is_main_process and not args.no_progress
     embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, autocast_dtype,
-                                part_wells=args.part_wells, show_progress=show_progress)
+                                part_wells=args.part_wells, show_progress=show_progress, per_channel=args.per_channel)
     seconds = time.perf_counter() - start
     print(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
           f"({embedded / max(seconds, 1e-9):.1f} wells/s); skipped {dict(wells.stats.skipped)}", file=sys.stderr)
     state.wait_for_everyone()
     if state.is_main_process:
         provenance = {"model": args.model, "dataset": args.data, "blocks": blocks,
-                      "hidden_size": int(model.config.hidden_size)}
+                      "hidden_size": int(model.config.hidden_size),
+                      "pooling": "per-channel token means" if args.per_channel else "token mean"}
         if args.format == "parquet":
             written = store.merge(provenance)
         else:

@@ -166,3 +166,26 @@ def test_embed_uses_the_view_size_saved_with_the_model(dataset, tmp_path):
     with torch.inference_mode():
         expected = model.get_block_embeddings(torch.from_numpy(views), blocks="last")[model.num_blocks].mean(dim=0)
     np.testing.assert_allclose(table.features[0], expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_per_channel_embeddings_are_each_channels_token_mean_side_by_side(model_dir, dataset, tmp_path):
+    # The released `predict(..., return_channelwise_embeddings=True)` layout: [C * hidden_size], channel-major.
+    assert run_embed(model_dir, dataset, tmp_path / "pc.parquet", "--per-channel") == 0
+    table = read_embeddings(tmp_path / "pc.parquet")
+    assert table.features.shape == (10, 6 * 32) and table.provenance["pooling"] == "per-channel token means"
+    well_id = table.well_ids[2]
+    image = np.stack([channel_image(well_id, channel) for channel in range(1, 7)])
+    model = PhenomModel.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        views = torch.from_numpy(PhenomImageProcessor().tiles(image))
+        tokens = model(pixel_values=views).last_hidden_state[:, 1:]
+    expected = tokens.reshape(len(views), 6, -1, 32).mean(dim=2).reshape(len(views), -1).mean(dim=0)
+    np.testing.assert_allclose(table.features[2], expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path):
+    model_dir = tmp_path / "standard"
+    standard = small_config(patch_size=16, channel_agnostic=False, decoder_type="standard")
+    PhenomModel(standard).save_pretrained(model_dir)
+    with pytest.raises(SystemExit, match="channel-agnostic"):
+        run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel")
