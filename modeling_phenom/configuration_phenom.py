@@ -132,6 +132,12 @@ class PhenomConfig(PreTrainedConfig):
             cross-attention replaces its tokens (no residual), so until its attention depends on position every
             masked token gets the same input; normalized queries and keys start with attention logits of order 1
             instead of ~0.01, and masked patches are learned within tens of steps instead of hundreds.
+        decoder_tied_qk_init (`bool`, defaults to `False`): start the CA decoder's cross-attention with its key
+            projection equal to its query projection (they train apart from step one). Then `W_q^T W_k` is positive
+            semi-definite, so every token starts out attending most to tokens whose position embedding resembles its
+            own: the same spot in the other channels and its neighbours (mimetic initialization, Trockman & Kolter
+            2023). With `decoder_qk_norm` this is what a masked token needs from the first step. Off in the released
+            decoders; only changes a freshly initialized model (checkpoints load as saved).
         mask_ratio (`float`, defaults to 0.75): fraction of patch tokens removed during pretraining.
         fourier_loss_weight (`float`, defaults to 0.01): w in `(1 - w) * MSE + w * Fourier`; must be < 1.
         mask_fourier_loss (`bool`, defaults to `True`): average the Fourier term over masked tokens only.
@@ -172,6 +178,7 @@ class PhenomConfig(PreTrainedConfig):
         decoder_cross_attention_heads: int = 8,
         decoder_layer_norm_eps: float = 1e-6,
         decoder_qk_norm: bool = False,
+        decoder_tied_qk_init: bool = False,
         mask_ratio: float = 0.75,
         fourier_loss_weight: float = 0.01,
         mask_fourier_loss: bool = True,
@@ -207,6 +214,7 @@ class PhenomConfig(PreTrainedConfig):
         self.decoder_cross_attention_heads = decoder_cross_attention_heads
         self.decoder_layer_norm_eps = decoder_layer_norm_eps
         self.decoder_qk_norm = decoder_qk_norm
+        self.decoder_tied_qk_init = decoder_tied_qk_init
         self.mask_ratio = mask_ratio
         self.fourier_loss_weight = fourier_loss_weight
         self.mask_fourier_loss = mask_fourier_loss

@@ -746,6 +746,15 @@ def pool_per_channel(hidden_state: torch.Tensor, num_channels: int) -> torch.Ten
 
 
 # ----------------------------------------------------------------------------- models
+def _tie_key_to_query(attention: PhenomCrossAttention) -> None:
+    """Copy the (already initialized) query weights into the key half of `key_value` (`decoder_tied_qk_init`).
+    Children are initialized before their parents, so the query is drawn by now; a loaded key is left alone."""
+    key_value = attention.key_value.weight
+    if not getattr(key_value, "_is_hf_initialized", False):
+        with torch.no_grad():
+            key_value[: attention.query.weight.shape[0]].copy_(attention.query.weight)
+
+
 class PhenomPreTrainedModel(PreTrainedModel):
     config_class = PhenomConfig
     base_model_prefix = "phenom"
@@ -785,6 +794,8 @@ class PhenomPreTrainedModel(PreTrainedModel):
                 # Distinct random channel embeddings so that channels differ from the first step (released: zeros).
                 init.normal_(module.modality_embeddings, std=std)
                 init.zeros_(module.cls_modality_embedding)
+                if self.config.decoder_tied_qk_init:
+                    _tie_key_to_query(module.cross_attention)
         elif isinstance(module, PhenomEmbeddings):
             init.normal_(module.cls_token, std=std)
             # Fixed sin-cos table, never trained (openphenom.md §3.3).

@@ -275,3 +275,26 @@ def test_xavier_attention_init_widens_only_the_attention_input_projections():
         assert abs(weight.std().item() - 0.02) < 0.002
     default = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny"))
     assert abs(default.phenom.encoder.layers[0].in_proj.weight.std().item() - 0.02) < 0.002
+
+
+def test_tied_qk_init_starts_cross_attention_keys_equal_to_queries_and_checkpoints_load_as_saved(tmp_path):
+    torch.manual_seed(0)
+    config = PhenomConfig.from_preset("tiny", decoder_qk_norm=True, decoder_tied_qk_init=True)
+    model = PhenomForMaskedImageModeling(config)
+    attention = model.decoder.cross_attention
+    width = attention.query.weight.shape[0]
+    assert torch.equal(attention.key_value.weight[:width], attention.query.weight)
+    assert not torch.equal(attention.key_value.weight[width:], attention.query.weight)  # values stay independent
+    assert attention.key_value.weight.data_ptr() != attention.query.weight.data_ptr()  # a copy, not shared storage
+    # Same-position tokens attend to each other first: the query-key score matrix W_q W_k^T is positive semi-definite.
+    scores = attention.query.weight.T @ attention.key_value.weight[:width]
+    assert torch.linalg.eigvalsh((scores + scores.T) / 2).min() > -1e-5
+    default = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny"))
+    assert not torch.equal(default.decoder.cross_attention.key_value.weight[:width],
+                           default.decoder.cross_attention.query.weight)
+    # A trained model (keys moved apart from queries) loads with its own keys, not re-tied ones.
+    with torch.no_grad():
+        attention.key_value.weight.add_(0.5)
+    model.save_pretrained(tmp_path)
+    loaded = PhenomForMaskedImageModeling.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.decoder.cross_attention.key_value.weight, attention.key_value.weight)

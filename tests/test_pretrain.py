@@ -59,18 +59,19 @@ def test_accelerate_launch_from_a_checkout_trains_and_exports(synth_data, tmp_pa
     assert (out / "final" / "preprocessor_config.json").is_file()
 
 
-def test_tiny_config_learns_masked_patches_on_synth_data(synth_data, tmp_path):
-    # The tiny config as shipped (8 px patches on 64 px crops, decoder qk-norm, Xavier attention inputs): the
-    # masked-patch loss must leave the zero predictor's 1.0, which takes ~50 steps (docs/design.md, Training).
+def test_tiny_config_learns_masked_patches_on_synth_data_within_40_steps(synth_data, tmp_path):
+    # The tiny config as shipped (8 px patches on 64 px crops, decoder qk-norm, Xavier attention inputs, tied
+    # query/key init of the decoder cross-attention), 40 steps logged every step: the mean of the last five losses
+    # must be below 0.9x the mean of the first five (measured 0.81-0.83 over seeds 0-2; docs/design.md, Training).
     out = tmp_path / "learn"
     result = run([sys.executable, "-m", "train.pretrain", "--config", str(TINY), f"data.path={synth_data}",
-                  f"output_dir={out}", "max_steps=200", "log_every=5", "checkpoint_every=1000", *QUIET],
-                 timeout=900)
+                  f"output_dir={out}", "max_steps=40", "log_every=1", "checkpoint_every=1000", *QUIET], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     logged = [value for _, value in sorted(losses(out).items())]
+    assert len(logged) == 40
     first, last = sum(logged[:5]) / 5, sum(logged[-5:]) / 5
     assert 0.9 < first < 1.1, f"a fresh model should score about the zero predictor's 1.0, got {first:.3f}"
-    assert last < 0.9 * first, f"masked-patch loss {first:.3f} -> {last:.3f} in 200 steps: nothing learned"
+    assert last < 0.9 * first, f"masked-patch loss {first:.3f} -> {last:.3f} in 40 steps: not learning"
 
 
 def test_sigkill_then_resume_gives_the_losses_of_an_uninterrupted_run(synth_data, tmp_path):
