@@ -1,6 +1,6 @@
 """`phenom demo`: the whole Phenom loop on a generated dataset, in minutes on a laptop CPU.
 
-    phenom demo --out phenom-demo            # small synthetic screen, ~5.5 minutes on 2 idle cores
+    phenom demo --out phenom-demo            # small synthetic screen, ~7 minutes on 2 idle cores
     phenom demo --out phenom-demo --size medium
 
 Stages, each run by the package that owns it (the same code paths as the individual commands):
@@ -9,7 +9,8 @@ Stages, each run by the package that owns it (the same code paths as the individ
 2. `pretrain`: the tiny channel-agnostic MAE, trained through `accelerate launch -m train.pretrain` with
    `train/configs/tiny.yaml` (a subprocess, exactly as a user launches it; checkpoints, reconstructions, `final/`).
 3. `random-init`: the same architecture with freshly drawn weights (seed `--seed`), saved like a trained model.
-4. `embed`: every well embedded with both models (`eval.embed`, last block, tiles averaged per well).
+4. `embed`: every well embedded with both models (`eval.embed --per-channel`: each channel's token mean side by
+   side, as the released `return_channelwise_embeddings=True`; views averaged per well).
 5. `baseline`: CellProfiler-style hand-crafted features with scikit-image (`eval.handcrafted`).
 6. `eval`: batch correction and every benchmark for each of the three (`eval.evaluate`), with plots.
 7. `probe`: the block-wise linear probe of the trained model on held-out experiments (`eval.probe`).
@@ -40,7 +41,7 @@ MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
 SUMMARY_METRICS = ("recall_mean_0.05_0.95", "recall_CORUM_0.05_0.95", "compound_gene_ap_max",
                    "replicate_consistency_ks", "signal_consistency_fraction")
 # Synthetic screen size -> (phenom synth preset, default pretraining steps). "tiny" is a smoke run for tests.
-SIZES = {"tiny": ("tiny", 4), "small": ("small", 200), "medium": ("medium", 200)}
+SIZES = {"tiny": ("tiny", 4), "small": ("small", 600), "medium": ("medium", 600)}
 STAGES = ("synth", "pretrain", "random-init", "embed", "baseline", "eval", "probe", "report")
 
 
@@ -121,7 +122,7 @@ def stage_pretrain(out: Path, steps: int, seed: int, progress: bool = True) -> N
     config = resources.files("train") / "configs" / "tiny.yaml"
     launch_config = resources.files("train") / "accelerate" / "cpu.yaml"
     run_dir = out / "pretrain"
-    checkpoint_every = max(1, min(50, steps // 2))
+    checkpoint_every = max(1, min(100, steps // 2))
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config), "-m",
         "train.pretrain", "--config", str(config), "--resume", "latest",
@@ -157,9 +158,11 @@ def stage_embed(out: Path, progress: bool = True) -> None:
     from eval.embed import main as embed_main
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
+    # Per-channel pooling: a channel-agnostic model's features of each stain stay apart, as the hand-crafted
+    # baseline's do; averaging over channels mixes them (docs/design.md, Demo).
     runs = {"tiny-trained": (out / "pretrain" / "final", "all"), "tiny-random-init": (out / "random-init", "last")}
     for name, (model, blocks) in runs.items():
-        _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks,
+        _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks, "--per-channel",
                                "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite",
                                *([] if progress else ["--no-progress"])], f"embed {name}")
 
@@ -300,10 +303,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("phenom-demo"), help="output folder (default: phenom-demo)")
     parser.add_argument("--size", choices=list(SIZES), default="small",
-                        help="synthetic screen: small (default, ~5.5 min on 2 idle cores), medium or tiny (smoke run)")
+                        help="synthetic screen: small (default, ~7 min on 2 idle cores), medium or tiny (smoke run)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="pretraining steps (default: 200 for small and medium, 4 for tiny); the tiny model "
-                             "starts learning masked patches after about 50")
+                        help="pretraining steps (default: 600 for small and medium, 4 for tiny); the tiny model "
+                             "starts learning masked patches after about 50, its features separate genes after a "
+                             "few hundred")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and training")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
