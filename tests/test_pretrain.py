@@ -29,9 +29,8 @@ def env():
             "ACCELERATE_USE_CPU": "true"}
 
 
-def run(command, timeout=600, **kwargs):
-    return subprocess.run(command, cwd=REPO_ROOT, env=env(), capture_output=True, text=True, timeout=timeout,
-                          **kwargs)
+def run(command, **kwargs):
+    return subprocess.run(command, cwd=REPO_ROOT, env=env(), capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def losses(output_dir: Path) -> dict[int, float]:
@@ -65,7 +64,7 @@ def test_tiny_config_learns_masked_patches_on_synth_data_within_40_steps(synth_d
     # must be below 0.9x the mean of the first five (measured 0.81-0.83 over seeds 0-2; docs/design.md, Training).
     out = tmp_path / "learn"
     result = run([sys.executable, "-m", "train.pretrain", "--config", str(TINY), f"data.path={synth_data}",
-                  f"output_dir={out}", "max_steps=40", "log_every=1", "checkpoint_every=1000", *QUIET], timeout=600)
+                  f"output_dir={out}", "max_steps=40", "log_every=1", "checkpoint_every=1000", *QUIET])
     assert result.returncode == 0, result.stderr[-3000:]
     logged = [value for _, value in sorted(losses(out).items())]
     assert len(logged) == 40
