@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         raise SystemExit(f"{prog}: --device cuda but no CUDA device is available")
     model = load_model(args.model, state.device, revision=args.revision)
     blocks = model.resolve_blocks(args.blocks)
-    if args.per_channel and not model.config.channel_agnostic:
+    if args.per_channel and not model.config.channel_agnostic:  # the model refuses too; say so before any work
         raise SystemExit(f"{prog}: --per-channel needs a channel-agnostic model (one token set per channel); "
                          f"{args.model} embeds all channels in each token")
     suffix = ".h5ad" if args.format == "anndata" else ".parquet"

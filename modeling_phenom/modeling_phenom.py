@@ -898,8 +898,12 @@ class PhenomModel(PhenomPreTrainedModel):
     ) -> dict[int, torch.Tensor]:
         """Pooled embeddings of the chosen blocks from one forward pass that stops at the deepest one.
 
-        Returns `{block: [batch, hidden_size]}` (patch-token mean), or `[batch, C * hidden_size]` with `per_channel`.
+        Returns `{block: [batch, hidden_size]}` (patch-token mean), or `[batch, C * hidden_size]` with `per_channel`
+        (channel-agnostic models only: a standard model's tokens hold every channel at once).
         """
+        if per_channel and not self.config.channel_agnostic:
+            raise ValueError("per-channel embeddings need a channel-agnostic model (one token set per channel); this "
+                             "model embeds all channels in each token")
         chosen = self.resolve_blocks(blocks)
         _, hidden_states = self.encoder(self.embed(pixel_values), output_hidden_states=True, num_blocks=chosen[-1])
         if per_channel:

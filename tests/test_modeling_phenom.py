@@ -298,3 +298,15 @@ def test_tied_qk_init_starts_cross_attention_keys_equal_to_queries_and_checkpoin
     model.save_pretrained(tmp_path)
     loaded = PhenomForMaskedImageModeling.from_pretrained(tmp_path)
     torch.testing.assert_close(loaded.decoder.cross_attention.key_value.weight, attention.key_value.weight)
+
+
+def test_per_channel_embeddings_are_refused_for_a_standard_model():
+    # 96 patch tokens split evenly into 6 "channels", so without the check this would return a plausible wrong answer.
+    config = small_config(image_size=32, patch_size=4, channel_agnostic=False, decoder_type="standard")
+    model = PhenomModel(config).eval()
+    pixels = torch.randint(0, 256, (1, 6, 32, 48), dtype=torch.uint8)  # 8 x 12 = 96 tokens
+    with pytest.raises(ValueError, match="channel-agnostic"):
+        model.get_block_embeddings(pixels, per_channel=True)
+    with pytest.raises(ValueError, match="channel-agnostic"):
+        model.get_channelwise_embeddings(pixels)
+    assert model.get_block_embeddings(pixels, blocks="last")[model.num_blocks].shape == (1, 32)
