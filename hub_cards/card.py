@@ -368,10 +368,13 @@ with torch.inference_mode():
     block_embedding = model.get_block_embeddings(inputs["pixel_values"], blocks=[{block}])[{block}].mean(dim=0)
 print(block_embedding.shape)  # torch.Size([{config.hidden_size}])
 """
+    remote_code = ("\n\nWithout Phenom, the Phenom source files in this repository load it: "
+                   f'`AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)` (likewise `AutoImageProcessor` '
+                   'and `pipeline("image-feature-extraction", ...)`).' if model.raw_config.get("auto_map") else "")
     return f"""{GET_STARTED_HEADING}
 
-Install the Phenom package (from its repository: `pip install .`); `import modeling_phenom` registers the model with
-the transformers Auto classes, so no remote code runs.
+Install the Phenom package (distribution `phenom-microscopy`; from its repository: `pip install .`);
+`import modeling_phenom` registers the model with the transformers Auto classes, so no remote code runs.{remote_code}
 
 ```python
 import numpy as np

@@ -177,6 +177,8 @@ def test_get_started_snippet_runs_offline_against_a_prefilled_hub_cache(tmp_path
     readme, _ = write_card(build_card(results, model), work / "card", results)
 
     snippet = get_started_snippet(readme.read_text())
+    # The model was saved with its remote code, so the card also says how to load it without Phenom.
+    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in readme.read_text()
     assert f'AutoModel.from_pretrained("{REPO_ID}")' in snippet
     assert f'PhenomImageProcessor.from_pretrained("{REPO_ID}")' in snippet
     assert "import modeling_phenom" in snippet

@@ -170,7 +170,10 @@ def test_with_phenom_installed_the_installed_classes_load_and_no_remote_code_run
     assert not hasattr(config, "custom_pipelines")
     loaded = [config, AutoModel.from_pretrained(directory), AutoModelForMaskedImageModeling.from_pretrained(directory),
               AutoModelForPreTraining.from_pretrained(directory), AutoImageProcessor.from_pretrained(directory),
-              pipeline("image-feature-extraction", model=str(directory))]
+              pipeline("image-feature-extraction", model=str(directory)),
+              # transformers prefers registered classes to a directory's code, even when remote code is trusted
+              AutoModel.from_pretrained(directory, trust_remote_code=True),
+              pipeline("image-feature-extraction", model=str(directory), trust_remote_code=True)]
     assert all(type(item).__module__.startswith("modeling_phenom.") for item in loaded), [type(x) for x in loaded]
     assert not prompts, prompts  # nobody asked whether to run remote code
     assert not [name for name in sys.modules if name.startswith("transformers_modules")]
