@@ -115,20 +115,6 @@ def timed(call, device: torch.device) -> tuple[float, float, object]:
     return time.perf_counter() - wall, time.process_time() - cpu, output
 
 
-def bf16_matmul_flops_per_second(size: int = MATMUL_SIZE) -> float:
-    """Best of 3 bf16 `torch.mm` on the CPU, FLOP/s: recorded so that the fp32-only choice is backed by a number."""
-    generator = torch.Generator().manual_seed(0)
-    left = torch.randn(size, size, generator=generator).bfloat16()
-    right = torch.randn(size, size, generator=generator).bfloat16()
-    torch.mm(left, right)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        torch.mm(left, right)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
-
-
 def vit_encoder_flops(
     num_tokens: int, hidden_size: int, intermediate_size: int, num_layers: int, num_patches: int, patch_pixels: int
 ) -> dict[str, float]:
@@ -216,7 +202,6 @@ __all__ = [
     "synchronize",
     "matmul_flops_per_second",
     "timed",
-    "bf16_matmul_flops_per_second",
     "vit_encoder_flops",
     "op_category",
     "profile_ops",

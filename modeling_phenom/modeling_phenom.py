@@ -253,9 +253,32 @@ def _layer_scale(config: PhenomConfig) -> nn.Module:
     return PhenomLayerScale(config.hidden_size, config.layer_scale_init_value)
 
 
+class PhenomHeadNorm(nn.LayerNorm):
+    """LayerNorm over the head dimension, shared by all heads (timm `qk_norm`): `[batch, heads, tokens, head_dim]` ->
+    the same shape, in the dtype of its input.
+
+    Under autocast (bf16 or fp16) the queries and keys arrive in the reduced dtype from the in-projection, and SDPA
+    takes them in that dtype. CUDA autocast runs `layer_norm` in float32 (its float32 op list): a float32 copy of q and
+    k in, a float32 output, and a second copy back to the reduced dtype for SDPA, four extra passes over
+    `[batch, tokens, hidden_size]` per block (CPU autocast already keeps it in the input dtype). So a reduced-precision
+    input is normalized in its own dtype (statistics in float32 inside the kernel) with the weights cast to it, on
+    every device; an input in the weights' dtype (float32 inference, a model cast to bf16) takes the plain LayerNorm,
+    so float32 results are unchanged.
+    """
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if hidden_states.dtype == self.weight.dtype:
+            return super().forward(hidden_states)
+        dtype = hidden_states.dtype
+        with torch.autocast(hidden_states.device.type, enabled=False):
+            return F.layer_norm(
+                hidden_states, self.normalized_shape, self.weight.to(dtype), self.bias.to(dtype), self.eps
+            )
+
+
 def _head_norm(enabled: bool, head_dim: int, eps: float) -> nn.Module:
-    # One LayerNorm over the head dimension, shared by all heads (timm qk_norm); Identity when disabled.
-    return nn.LayerNorm(head_dim, eps=eps) if enabled else nn.Identity()
+    # Identity when disabled.
+    return PhenomHeadNorm(head_dim, eps=eps) if enabled else nn.Identity()
 
 
 def _qk_norm(config: PhenomConfig) -> nn.Module:
@@ -1114,6 +1137,7 @@ __all__ = [
     "PhenomEncoder",
     "PhenomDropPath",
     "PhenomLayerScale",
+    "PhenomHeadNorm",
     "validate_pixel_values",
     "self_standardize",
     "sincos_2d_position_embedding",
