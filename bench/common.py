@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from eval.precision import cpu_flags, native_bf16
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 MATMUL_SIZE = 2048
@@ -32,16 +34,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def machine_record(device: torch.device) -> dict:
@@ -60,6 +52,7 @@ def machine_record(device: torch.device) -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_has_avx512_bf16": "avx512_bf16" in flags,
         "cpu_has_amx_bf16": "amx_bf16" in flags,
+        "native_bf16": native_bf16(device, flags),
         "load_average": list(os.getloadavg()),
         "device": str(device),
     }

@@ -2,6 +2,7 @@
 
     phenom embed --model <hub id or dir> --data <hub id or dir> --out embeddings.parquet
                  [--blocks last|all|k,...] [--batch-size 8] [--device auto|cpu|cuda] [--format parquet|anndata]
+                 [--dtype float32|bfloat16|float16|auto]
 
     accelerate launch -m phenom embed ...            # several processes, each its own wells, parts merged
 
@@ -16,6 +17,9 @@ per block (`<name>_block<k>.parquet`) when several blocks are asked for, rows so
 Embeddings are written as they are computed (`eval/embedding_store.py`): an interrupted run started again with the
 same options embeds only the wells it is missing, with none lost or duplicated. Under `accelerate launch` every
 process reads its own share of the wells (`rank`, `world_size`) and the main process merges the parts at the end.
+`--dtype` runs the forward pass under autocast (float32 weights; bf16 matmuls and attention, float32 residual stream
+and pooling); `auto` is bf16 where the hardware has it natively, float32 elsewhere (`eval/precision.py`); the
+choice is recorded in the provenance and pinned for resuming. docs/performance.md has its speed and fidelity.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
 `anndata` package (`pip install "phenom-microscopy[anndata]"`).
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .embedding_store import EmbeddingStore, block_paths
+from .precision import DTYPE_CHOICES, resolve_precision
 
 FORMATS = ("parquet", "anndata")
 DEFAULT_BATCH_SIZE = 8
@@ -232,8 +237,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help=f"wells per forward pass, all their views together (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto = the accelerator accelerate picks (a GPU when there is one)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                        help="autocast dtype of the forward pass (default float32)")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
+                        help="precision of the forward pass: float32 (default), bfloat16 or float16 (float32 "
+                             "weights under autocast), or auto = bfloat16 where the hardware has it natively (a GPU "
+                             "with bf16, a CPU with avx512_bf16 or AMX), float32 elsewhere; recorded in the "
+                             "provenance")
     parser.add_argument("--format", choices=FORMATS, default="parquet", help="output format (default: parquet)")
     parser.add_argument("--metadata", help="metadata CSV (default: the dataset's metadata_rxrx3_core.csv)")
     parser.add_argument("--experiments", nargs="+", help="embed only these experiments")
@@ -265,6 +273,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.device == "cuda" and state.device.type != "cuda":
         raise SystemExit(f"{prog}: --device cuda but no CUDA device is available")
     model = load_model(args.model, state.device, revision=args.revision)
+    precision = resolve_precision(args.dtype, state.device)
     blocks = model.resolve_blocks(args.blocks)
     if args.per_channel and not model.config.channel_agnostic:  # the model refuses too; say so before any work
         raise SystemExit(f"{prog}: --per-channel needs a channel-agnostic model (one token set per channel); "
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     outputs = block_paths(args.out, blocks, suffix)
     store = EmbeddingStore(args.out, blocks, {"model": args.model, "data": args.data, "metadata": args.metadata,
                                               "experiments": args.experiments, "well_list": args.well_list,
-                                              "per_channel": args.per_channel})
+                                              "per_channel": args.per_channel, "dtype": precision.dtype})
     existing = [str(path) for path in outputs.values() if path.exists()]
     if existing and not args.overwrite and not store.parts_dir.is_dir():
         raise SystemExit(f"{prog}: {', '.join(existing)} already exist(s); pass --overwrite to replace")
@@ -291,10 +300,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     dataset = WellDataset(RemainingWells(wells, done), mode="tiles", processor=processor)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_wells)
-    autocast_dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
+    if state.is_main_process:
+        print(f"precision: {precision.dtype} ({precision.reason})", file=sys.stderr)
     start = time.perf_counter()
     show_progress = state.is_main_process and not args.no_progress
-    embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, autocast_dtype,
+    embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, precision.autocast,
                                 part_wells=args.part_wells, show_progress=show_progress, per_channel=args.per_channel)
     seconds = time.perf_counter() - start
     print(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
@@ -303,7 +313,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if state.is_main_process:
         provenance = {"model": args.model, "dataset": args.data, "blocks": blocks,
                       "hidden_size": int(model.config.hidden_size),
-                      "pooling": "per-channel token means" if args.per_channel else "token mean"}
+                      "pooling": "per-channel token means" if args.per_channel else "token mean",
+                      "precision": precision.record()}
         if args.format == "parquet":
             written = store.merge(provenance)
         else:

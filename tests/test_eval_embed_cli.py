@@ -189,3 +189,63 @@ def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path):
     PhenomModel(standard).save_pretrained(model_dir)
     with pytest.raises(SystemExit, match="channel-agnostic"):
         run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel")
+
+
+def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the_choice(model_dir, dataset,
+                                                                                        single_run, tmp_path):
+    from eval.precision import cpu_flags
+
+    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    assert run_embed(model_dir, dataset, tmp_path / "auto.parquet", "--blocks", "all", "--dtype", "auto") == 0
+    auto = read_embeddings(tmp_path / "auto_block3.parquet")
+    precision = auto.provenance["precision"]
+    assert precision["requested"] == "auto" and precision["dtype"] == ("bfloat16" if native else "float32")
+    assert ("avx512_bf16" in precision["reason"] or "amx_bf16" in precision["reason"]) == native
+    reference = read_embeddings(single_run / "tiny_block3.parquet")
+    assert read_embeddings(single_run / "tiny_block3.parquet").provenance["precision"]["dtype"] == "float32"
+    if native:  # bf16 really ran: close to float32, not equal
+        cosine = (auto.features * reference.features).sum(1) / (
+            np.linalg.norm(auto.features, axis=1) * np.linalg.norm(reference.features, axis=1))
+        assert cosine.min() > 0.999 and not np.array_equal(auto.features, reference.features)
+    else:
+        np.testing.assert_array_equal(auto.features, reference.features)
+
+
+def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, monkeypatch):
+    original_iter = embed.RemainingWells.__iter__
+
+    def dies_after_three_wells(self):
+        for count, well in enumerate(original_iter(self)):
+            if count == 3:
+                raise RuntimeError("process killed")
+            yield well
+
+    monkeypatch.setattr(embed.RemainingWells, "__iter__", dies_after_three_wells)
+    with pytest.raises(RuntimeError, match="process killed"):
+        run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "bfloat16")
+    monkeypatch.setattr(embed.RemainingWells, "__iter__", original_iter)
+    with pytest.raises(ValueError, match="parts of another run.*'dtype': 'bfloat16'"):
+        run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32")
+
+
+def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):
+    out = tmp_path / "fidelity.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "bench.bf16_fidelity", "--model", f"tiny={model_dir}", "--data",
+                             str(dataset), "--work", str(tmp_path / "work"), "--batch-size", "4", "--out", str(out)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"tiny, token mean", "tiny, per-channel"}
+    for entry in report["results"].values():
+        assert {dtype: record["dtype"] for dtype, record in entry["precision_recorded"].items()} == {
+            "float32": "float32", "bfloat16": "bfloat16"}
+        assert entry["wells"]["wells"] == 10 and 0.99 < entry["wells"]["cosine_min"] <= 1.0 + 1e-9
+        assert {"recall_CORUM_0.05_0.95", "replicate_consistency_ks"} <= set(entry["metrics"])
+        for values in entry["metrics"].values():
+            assert values["delta"] == values["bfloat16"] - values["float32"]
+        largest = entry["largest_metric_delta"]
+        assert abs(largest["delta"]) == max(abs(values["delta"]) for values in entry["metrics"].values())
+        assert entry["within_tolerance"] == (abs(largest["delta"]) <= report["tolerance"] == 0.005)
+    assert report["bf16_may_be_default"] == all(entry["within_tolerance"] for entry in report["results"].values())
+    assert "largest |delta|" in result.stdout

@@ -1,11 +1,13 @@
 """Reduced-precision inference: under bf16 autocast the blocks run their attention in bf16 without float32 round trips,
-and the embeddings stay close to float32 ones; float32 results are untouched (tests/test_openphenom_parity.py)."""
+and the embeddings stay close to float32 ones (float32 results are untouched: tests/test_openphenom_parity.py);
+`--dtype auto` picks bf16 only on hardware with native bf16."""
 
 import pytest
 import torch
 from conftest import random_pixels, small_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from eval.precision import cpu_flags, native_bf16, resolve_precision
 from modeling_phenom import PhenomModel
 
 SDPA_OPS = ("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu")
@@ -77,3 +79,32 @@ def test_bf16_autocast_embeddings_are_float32_and_close_to_float32_ones(block_ty
         cosine = torch.nn.functional.cosine_similarity(embedding, reference[block], dim=-1)
         assert cosine.min() > 0.999, (block, cosine)
         assert not torch.equal(embedding, reference[block])  # bf16 really ran
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"avx512f", "avx512_bf16"}, "bfloat16"),
+    ({"avx512f", "amx_tile", "amx_bf16"}, "bfloat16"),
+    ({"avx512f", "avx2"}, "float32"),  # AVX-512 without BF16: PyTorch emulates bf16, slower than float32
+    (set(), "float32"),
+])
+def test_dtype_auto_picks_bf16_only_on_a_cpu_with_native_bf16(flags, expected):
+    precision = resolve_precision("auto", "cpu", flags=flags)
+    assert precision.dtype == expected and precision.requested == "auto"
+    assert precision.autocast == (torch.bfloat16 if expected == "bfloat16" else None)
+    assert precision.record() == {"requested": "auto", "dtype": expected, "reason": precision.reason}
+    assert ("avx512_bf16" in precision.reason or "amx_bf16" in precision.reason)
+
+
+def test_dtypes_other_than_auto_are_taken_as_asked_and_unknown_ones_refused():
+    assert native_bf16("cpu", flags=set())[0] is False
+    assert resolve_precision("float32", "cpu").autocast is None
+    assert resolve_precision("bfloat16", "cpu", flags=set()).dtype == "bfloat16"  # asked for: taken as asked
+    with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16, float16, got 'bf16'"):
+        resolve_precision("bf16", "cpu")

@@ -1,0 +1,163 @@
+"""Fidelity of bf16 inference: `phenom embed --dtype bfloat16` against `--dtype float32` on the same wells.
+
+For every model (`--model NAME=DIR`, a `save_pretrained` directory) and pooling (token mean, and per-channel token
+means, the demo's), the screen (`--data`, a folder in RxRx3-core's layout such as the demo's `data/`) is embedded twice
+with `phenom embed` (its last block), once per precision, and compared:
+
+- per well: the cosine between its bf16 and its float32 embedding (min, 1st percentile, median, mean over wells) and
+  the largest relative L2 difference;
+- per benchmark: every metric `phenom eval` reports (known-relationship recall per source, compound-gene AP and AUC,
+  replicate consistency, signal consistency and magnitude; default options: PCA-CenterScale on controls), computed
+  on each precision's embeddings, with the difference bf16 - float32. The seeded benchmarks use the same seeds on
+  both, so a difference comes from the embeddings alone.
+
+The verdict the issue asks for: bf16 may become the default only if no metric of any model moves by more than
+`--tolerance` (0.005).
+
+    python -m bench.bf16_fidelity --model tiny-trained=phenom-demo/pretrain/final \
+        --model openphenom-fixture=tests/fixtures/openphenom_tiny --data phenom-demo/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS_DIR, machine_record, versions_line
+from phenom_data.atomic import atomic_write_json
+
+PRECISIONS = ("float32", "bfloat16")
+POOLINGS = {"token mean": [], "per-channel": ["--per-channel"]}
+DEFAULT_TOLERANCE = 0.005
+
+
+def embed(model: Path, data: Path, out: Path, dtype: str, pooling_flags: list[str], batch_size: int) -> float:
+    """`phenom embed` of the last block into `out` (replaced); returns its wall-clock seconds."""
+    from eval.embed import main as embed_main
+
+    start = time.perf_counter()
+    code = embed_main(["--model", str(model), "--data", str(data), "--out", str(out), "--device", "cpu", "--dtype",
+                       dtype, "--batch-size", str(batch_size), "--overwrite", "--no-progress", *pooling_flags],
+                      prog="phenom embed")
+    if code != 0:
+        raise RuntimeError(f"phenom embed --dtype {dtype} of {model} exited with {code}")
+    return time.perf_counter() - start
+
+
+def well_agreement(reference, reduced) -> dict:
+    """Per-well cosine and relative L2 difference of two `WellEmbeddings` of the same wells (matched by `well_id`)."""
+    if sorted(reference.well_ids) != sorted(reduced.well_ids):
+        raise ValueError("the two embeddings files hold different wells")
+    order = {well_id: index for index, well_id in enumerate(reduced.well_ids)}
+    matched = reduced.features[[order[well_id] for well_id in reference.well_ids]].astype(np.float64)
+    base = reference.features.astype(np.float64)
+    norms = np.linalg.norm(base, axis=1) * np.linalg.norm(matched, axis=1)
+    cosine = (base * matched).sum(axis=1) / norms
+    relative = np.linalg.norm(matched - base, axis=1) / np.linalg.norm(base, axis=1)
+    return {"wells": len(cosine), "cosine_min": float(cosine.min()), "cosine_p01": float(np.percentile(cosine, 1)),
+            "cosine_median": float(np.median(cosine)), "cosine_mean": float(cosine.mean()),
+            "relative_l2_max": float(relative.max()), "relative_l2_median": float(np.median(relative))}
+
+
+def metric_deltas(reference, reduced) -> dict:
+    """`{metric: {"float32", "bfloat16", "delta", "seed_std"}}` for every metric of two `EvalResults`."""
+    out = {}
+    for name, value in reference.metrics.items():
+        out[name] = {"float32": value, "bfloat16": reduced.metrics[name], "delta": reduced.metrics[name] - value,
+                     "seed_std": reference.metrics_std.get(name)}
+    return out
+
+
+def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, batch_size: int,
+            tolerance: float = DEFAULT_TOLERANCE, poolings: dict[str, list[str]] | None = None) -> dict:
+    """Embed with each precision, compare per well and per benchmark; the report (see the module docstring)."""
+    from eval.embeddings_file import read_embeddings, read_metadata
+    from eval.evaluate import EvalOptions, evaluate_file
+
+    poolings = POOLINGS if poolings is None else poolings
+    metadata_table = read_metadata(metadata)
+    options = EvalOptions(plots=False)
+    report = {}
+    for name, model in models.items():
+        for pooling, flags in poolings.items():
+            files, seconds, results = {}, {}, {}
+            for dtype in PRECISIONS:
+                files[dtype] = work / f"{name}-{pooling.replace(' ', '-')}-{dtype}.parquet"
+                seconds[dtype] = embed(model, data, files[dtype], dtype, flags, batch_size)
+                results[dtype], _ = evaluate_file(files[dtype], metadata_table, options)
+            embeddings = {dtype: read_embeddings(path) for dtype, path in files.items()}
+            deltas = metric_deltas(results["float32"], results["bfloat16"])
+            largest = max(deltas.items(), key=lambda item: abs(item[1]["delta"]))
+            report[f"{name}, {pooling}"] = {
+                "model": str(model), "pooling": pooling,
+                "precision_recorded": {dtype: embeddings[dtype].provenance.get("precision") for dtype in PRECISIONS},
+                "embed_seconds": seconds,
+                "wells": well_agreement(embeddings["float32"], embeddings["bfloat16"]),
+                "metrics": deltas,
+                "largest_metric_delta": {"metric": largest[0], "delta": largest[1]["delta"]},
+                "within_tolerance": all(abs(entry["delta"]) <= tolerance for entry in deltas.values()),
+            }
+    return report
+
+
+def table(report: dict) -> str:
+    lines = []
+    for label, entry in report.items():
+        wells = entry["wells"]
+        lines.append(f"{label}: {wells['wells']} wells, cosine min {wells['cosine_min']:.6f} / p01 "
+                     f"{wells['cosine_p01']:.6f} / median {wells['cosine_median']:.6f}; relative L2 max "
+                     f"{wells['relative_l2_max']:.2e}; embed {entry['embed_seconds']['float32']:.0f} s fp32, "
+                     f"{entry['embed_seconds']['bfloat16']:.0f} s bf16")
+        for metric, values in entry["metrics"].items():
+            lines.append(f"  {metric:<36}{values['float32']:>10.4f}{values['bfloat16']:>10.4f}"
+                         f"{values['delta']:>+10.4f}")
+        largest = entry["largest_metric_delta"]
+        lines.append(f"  largest |delta|: {largest['metric']} {largest['delta']:+.4f} "
+                     f"({'within' if entry['within_tolerance'] else 'OUTSIDE'} the tolerance)")
+    return "\n".join(lines)
+
+
+def parse_model(text: str) -> tuple[str, Path]:
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"--model takes NAME=DIR, got {text!r}")
+    return name, Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bf16_fidelity", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=parse_model, action="append", required=True,
+                        help="NAME=DIR of a saved Phenom (or OpenPhenom-layout) model; repeatable")
+    parser.add_argument("--data", type=Path, required=True, help="screen in RxRx3-core's layout (e.g. demo data/)")
+    parser.add_argument("--metadata", type=Path, help="metadata CSV (default: DATA/metadata_rxrx3_core.csv)")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the embeddings files")
+    parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass (default 8)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help=f"largest metric change that keeps bf16 eligible as the default ({DEFAULT_TOLERANCE})")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bf16_fidelity.json", help="JSON report")
+    args = parser.parse_args(argv)
+    import torch
+
+    machine = machine_record(torch.device("cpu"))
+    print(versions_line(machine), file=sys.stderr)
+    args.work.mkdir(parents=True, exist_ok=True)
+    metadata = args.metadata or args.data / "metadata_rxrx3_core.csv"
+    compared = compare(dict(args.model), args.data, metadata, args.work, args.batch_size, args.tolerance)
+    report = {"benchmark": "bf16_fidelity", "data": str(args.data), "tolerance": args.tolerance,
+              "machine": machine, "load_average_end": list(os.getloadavg()), "results": compared,
+              "bf16_may_be_default": all(entry["within_tolerance"] for entry in compared.values())}
+    print(table(compared))
+    print(f"bf16 may become the default (no metric moved by more than {args.tolerance}): "
+          f"{report['bf16_may_be_default']}")
+    atomic_write_json(args.out, report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
