@@ -71,3 +71,36 @@ def test_train_step_smoke_run_trains_both_models_in_fp32_and_bf16_with_and_witho
     assert set(report["profiles"]) == models | {f"{name} bf16" for name in models}
     assert report["flops"]["step"] == 3 * report["flops"]["forward_per_image"] * report["batch_size"]
     assert "Phenom / ViTMAE >= 1.1" in " ".join(report["targets"]["met"]) and "s/step" in result.stdout
+
+
+def test_gpu_check_script_runs_its_whole_code_path_on_tiny_sizes_and_writes_json(tmp_path):
+    # No GPU is lent here: the script's --dry-run runs the same inference and g8-step code on the CPU at tiny sizes.
+    out = tmp_path / "gpu_check.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(REPO_ROOT / "bench" / "gpu_check.sh"), str(out), "--device", "cpu",
+                             "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "gpu_check" and report["dry_run"] is True
+    assert report["peaks_flops_per_s"]["measured_bf16_peak"] > 0
+    assert set(report["inference"]["results"]) == {"bfloat16", "float32"}
+    for row in report["inference"]["results"].values():
+        assert row["images_per_s"] > 0 and 0 < row["mfu_vs_measured_bf16_peak"]
+    training = report["training"]
+    assert training["precision"] == "bf16 autocast" and training["geometry"]["hidden_size"] == 64  # dry-run sizes
+    assert set(training["results"]) == {"no checkpointing", "checkpointing"}
+    for row in training["results"].values():
+        assert row["steps_per_s"] > 0 and all(loss == loss and loss > 0 for loss in row["losses"])
+    assert "wrote" in result.stdout
+
+
+def test_gpu_check_knows_datasheet_bf16_peaks_by_device_name(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # bench/ runs from a checkout, it is not installed
+    from bench.gpu_check import datasheet_peak
+
+    assert datasheet_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert datasheet_peak("NVIDIA H100 PCIe") == 756e12
+    assert datasheet_peak("NVIDIA H200") == 989e12
+    assert datasheet_peak("NVIDIA A100-SXM4-80GB") == 312e12
+    assert datasheet_peak("NVIDIA L40S") == 362e12 and datasheet_peak("NVIDIA L4") == 121e12
+    assert datasheet_peak("Tesla V100-SXM2-16GB") is None
