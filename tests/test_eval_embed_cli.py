@@ -212,18 +212,20 @@ def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the
 
 
 def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, monkeypatch):
-    original_iter = embed.RemainingWells.__iter__
+    # Stop a bf16 run after its first two parts (the third batch's well means never come back).
+    means, calls = embed.well_means, []
 
-    def dies_after_three_wells(self):
-        for count, well in enumerate(original_iter(self)):
-            if count == 3:
-                raise RuntimeError("process killed")
-            yield well
+    def stopping_well_means(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("process killed")
+        return means(*args)
 
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", dies_after_three_wells)
+    monkeypatch.setattr(embed, "well_means", stopping_well_means)
     with pytest.raises(RuntimeError, match="process killed"):
         run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "bfloat16")
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", original_iter)
+    assert len(list((tmp_path / "mixed.parquet.parts").glob("part-*.parquet"))) == 2
+    monkeypatch.setattr(embed, "well_means", means)
     with pytest.raises(ValueError, match="parts of another run.*'dtype': 'bfloat16'"):
         run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32")
 
