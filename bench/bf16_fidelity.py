@@ -4,8 +4,8 @@ For every model (`--model NAME=DIR`, a `save_pretrained` directory) and pooling 
 means, the demo's), the screen (`--data`, a folder in RxRx3-core's layout such as the demo's `data/`) is embedded twice
 with `phenom embed` (its last block), once per precision, and compared:
 
-- per well: the cosine between its bf16 and its float32 embedding (min, 1st percentile, median, mean over wells) and
-  the largest relative L2 difference;
+- per well: the cosine between its bf16 and its float32 embedding (min, 1st percentile, median, mean over wells),
+  also after subtracting the float32 mean well (what batch correction removes first), and the relative L2 difference;
 - per benchmark: every metric `phenom eval` reports (known-relationship recall per source, compound-gene AP and AUC,
   replicate consistency, signal consistency and magnitude; default options: PCA-CenterScale on controls), computed
   on each precision's embeddings, with the difference bf16 - float32. The seeded benchmarks use the same seeds on
@@ -49,18 +49,30 @@ def embed(model: Path, data: Path, out: Path, dtype: str, pooling_flags: list[st
     return time.perf_counter() - start
 
 
+def cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two `[wells, features]` arrays."""
+    return (first * second).sum(axis=1) / (np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1))
+
+
 def well_agreement(reference, reduced) -> dict:
-    """Per-well cosine and relative L2 difference of two `WellEmbeddings` of the same wells (matched by `well_id`)."""
+    """Per-well cosine and relative L2 difference of two `WellEmbeddings` of the same wells (matched by `well_id`).
+
+    Also the cosine after subtracting the float32 mean well from both ("centered"): the raw cosine is dominated by
+    what every well shares, which batch correction removes before any benchmark looks at the embeddings.
+    """
     if sorted(reference.well_ids) != sorted(reduced.well_ids):
         raise ValueError("the two embeddings files hold different wells")
     order = {well_id: index for index, well_id in enumerate(reduced.well_ids)}
     matched = reduced.features[[order[well_id] for well_id in reference.well_ids]].astype(np.float64)
     base = reference.features.astype(np.float64)
-    norms = np.linalg.norm(base, axis=1) * np.linalg.norm(matched, axis=1)
-    cosine = (base * matched).sum(axis=1) / norms
+    cosine = cosines(base, matched)
+    mean = base.mean(axis=0)
+    centered = cosines(base - mean, matched - mean)
     relative = np.linalg.norm(matched - base, axis=1) / np.linalg.norm(base, axis=1)
     return {"wells": len(cosine), "cosine_min": float(cosine.min()), "cosine_p01": float(np.percentile(cosine, 1)),
             "cosine_median": float(np.median(cosine)), "cosine_mean": float(cosine.mean()),
+            "centered_cosine_min": float(centered.min()), "centered_cosine_p01": float(np.percentile(centered, 1)),
+            "centered_cosine_median": float(np.median(centered)),
             "relative_l2_max": float(relative.max()), "relative_l2_median": float(np.median(relative))}
 
 
@@ -74,8 +86,10 @@ def metric_deltas(reference, reduced) -> dict:
 
 
 def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, batch_size: int,
-            tolerance: float = DEFAULT_TOLERANCE, poolings: dict[str, list[str]] | None = None) -> dict:
-    """Embed with each precision, compare per well and per benchmark; the report (see the module docstring)."""
+            tolerance: float = DEFAULT_TOLERANCE, poolings: dict[str, list[str]] | None = None,
+            reuse: bool = False) -> dict:
+    """Embed with each precision, compare per well and per benchmark; the report (see the module docstring).
+    `reuse`: take embeddings files already in `work` (from an earlier run) instead of embedding again."""
     from eval.embeddings_file import read_embeddings, read_metadata
     from eval.evaluate import EvalOptions, evaluate_file
 
@@ -88,9 +102,13 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
             files, seconds, results = {}, {}, {}
             for dtype in PRECISIONS:
                 files[dtype] = work / f"{name}-{pooling.replace(' ', '-')}-{dtype}.parquet"
-                seconds[dtype] = embed(model, data, files[dtype], dtype, flags, batch_size)
+                reused = reuse and files[dtype].is_file()
+                seconds[dtype] = None if reused else embed(model, data, files[dtype], dtype, flags, batch_size)
                 results[dtype], _ = evaluate_file(files[dtype], metadata_table, options)
             embeddings = {dtype: read_embeddings(path) for dtype, path in files.items()}
+            recorded = {dtype: embeddings[dtype].provenance.get("precision", {}).get("dtype") for dtype in PRECISIONS}
+            if recorded != {dtype: dtype for dtype in PRECISIONS}:
+                raise ValueError(f"{name}, {pooling}: the files record precisions {recorded}")
             deltas = metric_deltas(results["float32"], results["bfloat16"])
             largest = max(deltas.items(), key=lambda item: abs(item[1]["delta"]))
             report[f"{name}, {pooling}"] = {
@@ -108,11 +126,12 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
 def table(report: dict) -> str:
     lines = []
     for label, entry in report.items():
-        wells = entry["wells"]
+        wells, seconds = entry["wells"], entry["embed_seconds"]
         lines.append(f"{label}: {wells['wells']} wells, cosine min {wells['cosine_min']:.6f} / p01 "
-                     f"{wells['cosine_p01']:.6f} / median {wells['cosine_median']:.6f}; relative L2 max "
-                     f"{wells['relative_l2_max']:.2e}; embed {entry['embed_seconds']['float32']:.0f} s fp32, "
-                     f"{entry['embed_seconds']['bfloat16']:.0f} s bf16")
+                     f"{wells['cosine_p01']:.6f} / median {wells['cosine_median']:.6f}; centered min "
+                     f"{wells['centered_cosine_min']:.6f} / median {wells['centered_cosine_median']:.6f}; "
+                     f"relative L2 max {wells['relative_l2_max']:.2e}; embed "
+                     f"{seconds['float32'] or 0:.0f} s fp32, {seconds['bfloat16'] or 0:.0f} s bf16")
         for metric, values in entry["metrics"].items():
             lines.append(f"  {metric:<36}{values['float32']:>10.4f}{values['bfloat16']:>10.4f}"
                          f"{values['delta']:>+10.4f}")
@@ -139,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass (default 8)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"largest metric change that keeps bf16 eligible as the default ({DEFAULT_TOLERANCE})")
+    parser.add_argument("--reuse-embeddings", action="store_true",
+                        help="compare the embeddings files already in --work instead of embedding again")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bf16_fidelity.json", help="JSON report")
     args = parser.parse_args(argv)
     import torch
@@ -147,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(versions_line(machine), file=sys.stderr)
     args.work.mkdir(parents=True, exist_ok=True)
     metadata = args.metadata or args.data / "metadata_rxrx3_core.csv"
-    compared = compare(dict(args.model), args.data, metadata, args.work, args.batch_size, args.tolerance)
+    compared = compare(dict(args.model), args.data, metadata, args.work, args.batch_size, args.tolerance,
+                       reuse=args.reuse_embeddings)
     report = {"benchmark": "bf16_fidelity", "data": str(args.data), "tolerance": args.tolerance,
               "machine": machine, "load_average_end": list(os.getloadavg()), "results": compared,
               "bf16_may_be_default": all(entry["within_tolerance"] for entry in compared.values())}
