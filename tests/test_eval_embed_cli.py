@@ -231,18 +231,22 @@ def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, mon
 
 
 def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):
-    out = tmp_path / "fidelity.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "bench.bf16_fidelity", "--model", f"tiny={model_dir}", "--data",
-                             str(dataset), "--work", str(tmp_path / "work"), "--batch-size", "4", "--out", str(out)],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(out.read_text())
+    def fidelity(out, *extra):
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "bench.bf16_fidelity", "--model", f"tiny={model_dir}", "--data", str(dataset),
+                   "--work", str(tmp_path / "work"), "--batch-size", "4", "--out", str(out), *extra]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return json.loads(out.read_text()), result
+
+    report, result = fidelity(tmp_path / "fidelity.json")
     assert set(report["results"]) == {"tiny, token mean", "tiny, per-channel"}
     for entry in report["results"].values():
         assert {dtype: record["dtype"] for dtype, record in entry["precision_recorded"].items()} == {
             "float32": "float32", "bfloat16": "bfloat16"}
-        assert entry["wells"]["wells"] == 10 and 0.99 < entry["wells"]["cosine_min"] <= 1.0 + 1e-9
+        wells = entry["wells"]
+        assert wells["wells"] == 10 and 0.99 < wells["cosine_min"] <= 1.0 + 1e-9
+        assert -1 <= wells["centered_cosine_min"] <= wells["centered_cosine_median"] <= 1.0 + 1e-9
         assert {"recall_CORUM_0.05_0.95", "replicate_consistency_ks"} <= set(entry["metrics"])
         for values in entry["metrics"].values():
             assert values["delta"] == values["bfloat16"] - values["float32"]
@@ -251,3 +255,9 @@ def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precis
         assert entry["within_tolerance"] == (abs(largest["delta"]) <= report["tolerance"] == 0.005)
     assert report["bf16_may_be_default"] == all(entry["within_tolerance"] for entry in report["results"].values())
     assert "largest |delta|" in result.stdout
+    # Again on the files of the first run: the same comparison, nothing embedded.
+    reused, _ = fidelity(tmp_path / "reused.json", "--reuse-embeddings")
+    for label, entry in reused["results"].items():
+        assert entry["embed_seconds"] == {"float32": None, "bfloat16": None}
+        assert entry["wells"] == report["results"][label]["wells"]
+        assert entry["metrics"] == report["results"][label]["metrics"]
