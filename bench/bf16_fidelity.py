@@ -9,7 +9,9 @@ with `phenom embed` (its last block), once per precision, and compared:
 - per benchmark: every metric `phenom eval` reports (known-relationship recall per source, compound-gene AP and AUC,
   replicate consistency, signal consistency and magnitude; default options: PCA-CenterScale on controls), computed
   on each precision's embeddings, with the difference bf16 - float32. The seeded benchmarks use the same seeds on
-  both, so a difference comes from the embeddings alone.
+  both, so a difference comes from the embeddings alone. For scale, the same metrics of the float32 embeddings plus
+  a random perturbation as large as bf16's, well by well ("matched noise"): how finely this screen's benchmarks
+  resolve a change of that size (a recall over 25 pairs moves in steps of 0.04).
 
 The verdict the issue asks for: bf16 may become the default only if no metric of any model moves by more than
 `--tolerance` (0.005).
@@ -76,12 +78,25 @@ def well_agreement(reference, reduced) -> dict:
             "relative_l2_max": float(relative.max()), "relative_l2_median": float(np.median(relative))}
 
 
-def metric_deltas(reference, reduced) -> dict:
-    """`{metric: {"float32", "bfloat16", "delta", "seed_std"}}` for every metric of two `EvalResults`."""
+def matched_noise(reference, reduced, seed: int = 0) -> np.ndarray:
+    """The float32 features plus, for every well, a random Gaussian direction scaled to the length of that well's
+    bf16 - float32 difference: a perturbation of the same size as bf16's with no structure, whose metric changes
+    show how finely the benchmarks of this screen resolve a change of that size."""
+    order = {well_id: index for index, well_id in enumerate(reduced.well_ids)}
+    base = reference.features.astype(np.float64)
+    difference = reduced.features[[order[well_id] for well_id in reference.well_ids]] - base
+    noise = np.random.default_rng(seed).standard_normal(base.shape)
+    noise *= (np.linalg.norm(difference, axis=1) / np.linalg.norm(noise, axis=1))[:, None]
+    return (base + noise).astype(np.float32)
+
+
+def metric_deltas(reference, reduced, noise) -> dict:
+    """`{metric: {"float32", "bfloat16", "delta", "noise_delta", "seed_std"}}` for every metric of three
+    `EvalResults` (float32, bf16, float32 + matched noise)."""
     out = {}
     for name, value in reference.metrics.items():
         out[name] = {"float32": value, "bfloat16": reduced.metrics[name], "delta": reduced.metrics[name] - value,
-                     "seed_std": reference.metrics_std.get(name)}
+                     "noise_delta": noise.metrics[name] - value, "seed_std": reference.metrics_std.get(name)}
     return out
 
 
@@ -90,7 +105,7 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
             reuse: bool = False) -> dict:
     """Embed with each precision, compare per well and per benchmark; the report (see the module docstring).
     `reuse`: take embeddings files already in `work` (from an earlier run) instead of embedding again."""
-    from eval.embeddings_file import read_embeddings, read_metadata
+    from eval.embeddings_file import read_embeddings, read_metadata, write_embeddings
     from eval.evaluate import EvalOptions, evaluate_file
 
     poolings = POOLINGS if poolings is None else poolings
@@ -109,8 +124,14 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
             recorded = {dtype: embeddings[dtype].provenance.get("precision", {}).get("dtype") for dtype in PRECISIONS}
             if recorded != {dtype: dtype for dtype in PRECISIONS}:
                 raise ValueError(f"{name}, {pooling}: the files record precisions {recorded}")
-            deltas = metric_deltas(results["float32"], results["bfloat16"])
+            noisy = files["float32"].with_name(files["float32"].name.replace("float32", "float32-matched-noise"))
+            write_embeddings(noisy, embeddings["float32"].well_ids,
+                             matched_noise(embeddings["float32"], embeddings["bfloat16"]),
+                             provenance={**embeddings["float32"].provenance, "matched_noise": True})
+            noise_results, _ = evaluate_file(noisy, metadata_table, options)
+            deltas = metric_deltas(results["float32"], results["bfloat16"], noise_results)
             largest = max(deltas.items(), key=lambda item: abs(item[1]["delta"]))
+            largest_noise = max(deltas.items(), key=lambda item: abs(item[1]["noise_delta"]))
             report[f"{name}, {pooling}"] = {
                 "model": str(model), "pooling": pooling,
                 "precision_recorded": {dtype: embeddings[dtype].provenance.get("precision") for dtype in PRECISIONS},
@@ -118,6 +139,7 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
                 "wells": well_agreement(embeddings["float32"], embeddings["bfloat16"]),
                 "metrics": deltas,
                 "largest_metric_delta": {"metric": largest[0], "delta": largest[1]["delta"]},
+                "largest_matched_noise_delta": {"metric": largest_noise[0], "delta": largest_noise[1]["noise_delta"]},
                 "within_tolerance": all(abs(entry["delta"]) <= tolerance for entry in deltas.values()),
             }
     return report
@@ -131,13 +153,15 @@ def table(report: dict) -> str:
                      f"{wells['cosine_p01']:.6f} / median {wells['cosine_median']:.6f}; centered min "
                      f"{wells['centered_cosine_min']:.6f} / median {wells['centered_cosine_median']:.6f}; "
                      f"relative L2 max {wells['relative_l2_max']:.2e}; embed "
-                     f"{seconds['float32'] or 0:.0f} s fp32, {seconds['bfloat16'] or 0:.0f} s bf16")
+                     + ", ".join("reused" if seconds[dtype] is None else f"{seconds[dtype]:.0f} s {dtype}"
+                                 for dtype in PRECISIONS))
         for metric, values in entry["metrics"].items():
             lines.append(f"  {metric:<36}{values['float32']:>10.4f}{values['bfloat16']:>10.4f}"
-                         f"{values['delta']:>+10.4f}")
-        largest = entry["largest_metric_delta"]
+                         f"{values['delta']:>+10.4f}{values['noise_delta']:>+10.4f}")
+        largest, noise = entry["largest_metric_delta"], entry["largest_matched_noise_delta"]
         lines.append(f"  largest |delta|: {largest['metric']} {largest['delta']:+.4f} "
-                     f"({'within' if entry['within_tolerance'] else 'OUTSIDE'} the tolerance)")
+                     f"({'within' if entry['within_tolerance'] else 'OUTSIDE'} the tolerance); float32 + matched "
+                     f"noise: {noise['metric']} {noise['delta']:+.4f}")
     return "\n".join(lines)
 
 

@@ -250,6 +250,8 @@ def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precis
         assert {"recall_CORUM_0.05_0.95", "replicate_consistency_ks"} <= set(entry["metrics"])
         for values in entry["metrics"].values():
             assert values["delta"] == values["bfloat16"] - values["float32"]
+            assert "noise_delta" in values
+        assert entry["largest_matched_noise_delta"]["metric"] in entry["metrics"]
         largest = entry["largest_metric_delta"]
         assert abs(largest["delta"]) == max(abs(values["delta"]) for values in entry["metrics"].values())
         assert entry["within_tolerance"] == (abs(largest["delta"]) <= report["tolerance"] == 0.005)
