@@ -141,12 +141,15 @@ def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, pr
         pq.write_table(embeddings_table(well_ids, features, provenance), temporary)
 
 
-def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a well metadata CSV (RxRx3-core schema) with `well_id` kept as text and checked to be unique."""
+def read_metadata(path: str | os.PathLike, prepare=None) -> pd.DataFrame:
+    """Read a well metadata CSV (RxRx3-core schema; gzipped too) with `well_id` kept as text and checked to be
+    unique; `prepare(table) -> table` may first add the `well_id` (e.g. from JUMP-CP's plate and well columns)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metadata file not found: {path}")
     metadata = pd.read_csv(path, low_memory=False, dtype={WELL_ID_COLUMN: str})
+    if prepare is not None:
+        metadata = prepare(metadata)
     if WELL_ID_COLUMN not in metadata.columns:
         raise ValueError(f"{path}: no '{WELL_ID_COLUMN}' column (columns: {list(metadata.columns)})")
     duplicated = metadata[WELL_ID_COLUMN].duplicated(keep=False)

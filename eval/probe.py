@@ -47,6 +47,7 @@ from phenom_data.atomic import atomic_write_json
 
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
+from .perturbations import RXRX3_CORE
 from .plots import plot_probe_curve
 from .results import EvalResults, write_results
 from .well_labels import experiment_column_of, has_label
@@ -157,7 +158,8 @@ class ProbeTable:
     def unlabeled_wells(self) -> int:
         return int((~self.labelled).sum())
 
-    def features(self, embeddings: WellEmbeddings, correction: str = "none", control_key: str = "EMPTY_control",
+    def features(self, embeddings: WellEmbeddings, correction: str = "none",
+                 control_key: str = RXRX3_CORE.control_keys[0],
                  min_controls: int = MIN_CONTROLS_PER_BATCH) -> np.ndarray:
         """`[num_labelled, hidden_size]` float64 well means of one block's embeddings, batch-corrected per experiment
         on its `control_key` wells when `correction` is not `none`."""
@@ -453,8 +455,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--correction", choices=CORRECTIONS, default="none",
                         help="batch correction per experiment, fitted on control wells, before the probe "
                              "(default: none, the paper's protocol)")
-    parser.add_argument("--control-key", default="EMPTY_control",
-                        help="treatment of the control wells a correction is fitted on (default: EMPTY_control)")
+    parser.add_argument("--control-key", default=RXRX3_CORE.control_keys[0],
+                        help=f"treatment of the control wells a correction is fitted on (default: "
+                             f"{RXRX3_CORE.control_keys[0]})")
     parser.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"lbfgs iterations (default: {MAX_ITER})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --model")
     parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass for --model (default: 8)")

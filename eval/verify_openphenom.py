@@ -32,13 +32,14 @@ import pandas as pd
 
 from phenom_data.atomic import atomic_path, atomic_write_json
 
+from .perturbations import RXRX3_CORE
+
 MODEL_REPO = "recursionpharma/OpenPhenom"
 DATASET_REPO = "recursionpharma/rxrx3-core"
 NUM_SHARDS = 35
 METADATA_FILE = "metadata_rxrx3_core.csv"
 PUBLISHED_FILE = "OpenPhenom_rxrx3_core_embeddings.parquet"
 MODEL_FILES = ("config.json", "model.safetensors")
-CONTROL_TREATMENTS = ("EMPTY_control",)
 
 
 class VerificationUnavailable(RuntimeError):
@@ -235,7 +236,7 @@ def compare_embeddings(
     if metadata is not None:
         known = metadata.drop_duplicates("well_id").set_index("well_id")
         experiments = known["experiment_name"].reindex(shared).fillna("unknown")
-        controls = known["treatment"].reindex(shared).isin(CONTROL_TREATMENTS).to_numpy()
+        controls = known[RXRX3_CORE.perturbation_col].reindex(shared).isin(RXRX3_CORE.control_keys).to_numpy()
         control_stats = []
         for experiment in experiments.unique():
             rows = (experiments == experiment).to_numpy() & controls

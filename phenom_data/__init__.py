@@ -24,6 +24,9 @@ import importlib
 from pathlib import Path
 
 ANNOTATIONS_DIR = Path(__file__).parent / "annotations"
+# RxRx3-core's compound concentrations (µM; EFAAR's COMPOUND_CONCENTRATIONS); 16 real wells sit at stray values
+# (0.002, 0.026, ...), which the RxRx3-core benchmark notebook leaves out of its map.
+RXRX3_CORE_CONCENTRATIONS = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 
 # Public name -> submodule, imported on first use (PEP 562): light modules such as `phenom_data.atomic` and the
 # annotation paths must not pull in torch, datasets and the image stack (commands that only read files start fast).
@@ -56,4 +59,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = ["ANNOTATIONS_DIR", *sorted(_EXPORTS)]
+__all__ = ["ANNOTATIONS_DIR", "RXRX3_CORE_CONCENTRATIONS", *sorted(_EXPORTS)]
