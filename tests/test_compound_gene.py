@@ -189,8 +189,8 @@ def test_planted_activity_beats_the_random_baseline_and_seeds_reproduce():
     other = compound_gene_benchmark(features, metadata, interactions=truth, seeds=range(10, 20))
     assert other.metrics["compound_gene_ap_max"] != result.metrics["compound_gene_ap_max"]
     assert set(result.metrics) == {
-        f"compound_gene_{kind}_{dose}{statistic}" for kind in ("ap", "auc") for dose in ("0.0025", "0.25", "2.5", "max")
-        for statistic in ("", "_median", "_q25", "_q75")
+        f"compound_gene_{kind}_{dose}{statistic}" for kind in ("ap", "auc")
+        for dose in ("0.0025", "0.25", "2.5", "max") for statistic in ("", "_median", "_q25", "_q75")
     }
     assert result.metrics["compound_gene_ap_2.5"] > 0.9 and result.metrics["compound_gene_auc_2.5"] > 0.9
     assert result.metrics["compound_gene_ap_max"] > result.baselines["compound_gene_ap_max"] + 0.4
