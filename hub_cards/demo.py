@@ -196,7 +196,7 @@ def stage_eval(out: Path, size: str) -> None:
         _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),
                               "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
                               "--out", str(out / "results" / name), "--model-name", name,
-                              "--dataset-name", f"phenom-synth-{size}"], f"eval {name}")
+                              "--dataset-name", f"phenom-synth-{size}", "--overwrite"], f"eval {name}")
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
