@@ -21,6 +21,11 @@ from . import Benchmark, MetricFamily
 PREFIX = "map_activity"
 
 
+def map_result(table: pd.DataFrame, shuffled: pd.DataFrame, prefix: str, counts: dict) -> BenchmarkResult:
+    """`<prefix>_mean` and `<prefix>_fraction` of the table, the shuffled table's as baselines."""
+    return BenchmarkResult(summarize(table, prefix), {}, summarize(shuffled, prefix), counts)
+
+
 def activity_table(context: EvalContext, shuffle_seed: int | None = None) -> pd.DataFrame:
     """Per map row scored: `map_row`, `perturbation`, `modality`, `concentration` and copairs' mAP columns;
     with `shuffle_seed`, perturbation labels are first permuted among the non-control wells."""
@@ -58,19 +63,24 @@ def run(context: EvalContext) -> BenchmarkResult:
             "baseline": f"perturbation labels shuffled among non-control wells (seed {seed})",
         }),
     }
-    return BenchmarkResult(summarize(table, PREFIX), {}, summarize(shuffled, PREFIX), counts)
+    return map_result(table, shuffled, PREFIX, counts)
 
 
-def plot(context: EvalContext, results, folder: Path, title: str) -> list[Path]:
-    if PREFIX not in context.tables:
-        return []
-    return [plot_mean_average_precision(context.tables[PREFIX], folder / f"{PREFIX}.png",
-                                        title=f"Phenotypic activity (mAP vs controls): {title}")]
+def map_plot(prefix: str, heading: str):
+    """The registry `plot` of a mAP benchmark: `<prefix>.png` from the table its `run` left in `context.tables`."""
+
+    def plot(context: EvalContext, results, folder: Path, title: str) -> list[Path]:
+        if prefix not in context.tables:
+            return []
+        return [plot_mean_average_precision(context.tables[prefix], folder / f"{prefix}.png",
+                                            title=f"{heading}: {title}")]
+
+    return plot
 
 
-def title(name: str) -> str | None:
-    return {f"{PREFIX}_mean": "mAP phenotypic activity (mean)",
-            f"{PREFIX}_fraction": "mAP phenotypic activity (fraction active, FDR 5 %)"}.get(name)
+def map_titles(prefix: str, what: str, fraction: str):
+    """The registry `title` of a mAP benchmark's `<prefix>_mean` and `<prefix>_fraction`."""
+    return {f"{prefix}_mean": f"mAP {what} (mean)", f"{prefix}_fraction": f"mAP {what} ({fraction}, FDR 5 %)"}.get
 
 
 BENCHMARK = Benchmark(
@@ -81,6 +91,6 @@ BENCHMARK = Benchmark(
                            "perturbation's replicate wells against negative controls of the same plate (mean), and "
                            "the fraction of perturbations with FDR-corrected p < 0.05 (fraction)"),),
     run=run,
-    plot=plot,
-    title=title,
+    plot=map_plot(PREFIX, "Phenotypic activity (mAP vs controls)"),
+    title=map_titles(PREFIX, "phenotypic activity", "fraction active"),
 )

@@ -13,15 +13,14 @@ import numpy as np
 import pandas as pd
 
 from ..benchmark_common import recipe_text
-from ..benchmark_plots import plot_mean_average_precision
 from ..compound_gene import ACTIVITY_THRESHOLD_NM, load_compound_gene_interactions
 from ..context import BenchmarkNotApplicable, BenchmarkResult, EvalContext
-from ..mean_average_precision import consistency_map, summarize
+from ..mean_average_precision import consistency_map
 from ..perturbations import COMPOUND, GENE
 from ..plots import read_complexes
 from . import Benchmark, MetricFamily
 from .map_activity import PREFIX as ACTIVITY
-from .map_activity import activity_table
+from .map_activity import activity_table, map_plot, map_result, map_titles
 
 PREFIX = "map_consistency"
 
@@ -92,19 +91,7 @@ def run(context: EvalContext) -> BenchmarkResult:
             "baseline": f"labels shuffled among the profiles (seed {seed})",
         }),
     }
-    return BenchmarkResult(summarize(table, PREFIX), {}, summarize(shuffled, PREFIX), counts)
-
-
-def plot(context: EvalContext, results, folder: Path, title: str) -> list[Path]:
-    if PREFIX not in context.tables:
-        return []
-    return [plot_mean_average_precision(context.tables[PREFIX], folder / f"{PREFIX}.png",
-                                        title=f"Phenotypic consistency (mAP within annotations): {title}")]
-
-
-def title(name: str) -> str | None:
-    return {f"{PREFIX}_mean": "mAP phenotypic consistency (mean)",
-            f"{PREFIX}_fraction": "mAP phenotypic consistency (fraction consistent, FDR 5 %)"}.get(name)
+    return map_result(table, shuffled, PREFIX, counts)
 
 
 BENCHMARK = Benchmark(
@@ -116,6 +103,6 @@ BENCHMARK = Benchmark(
                            "that share none (mean over labels), and the fraction of labels with FDR-corrected "
                            "p < 0.05 (fraction)"),),
     run=run,
-    plot=plot,
-    title=title,
+    plot=map_plot(PREFIX, "Phenotypic consistency (mAP within annotations)"),
+    title=map_titles(PREFIX, "phenotypic consistency", "fraction consistent"),
 )

@@ -15,14 +15,19 @@ def null_of(context: EvalContext) -> tuple[str, list[str], str]:
     return choose_null(context.signal_null, context.negative_control_genes, design.perturbation[~design.is_control])
 
 
-def run(context: EvalContext) -> BenchmarkResult:
+def run_with_null(context: EvalContext, benchmark, name: str, **arguments) -> BenchmarkResult:
+    """`benchmark` (consistency or magnitude) on the corrected wells with the context's null; `counts` says which
+    null ran and why."""
     null, negatives, why = null_of(context)
-    result = signal_consistency_benchmark(context.well_features, context.design.frame(),
-                                          is_control=context.design.is_control, null=null,
-                                          negative_control_perturbations=negatives or None,
-                                          seed=context.seeds[0] if context.seeds else 0)
-    result.counts["signal_consistency_null"] = why
+    result = benchmark(context.well_features, context.design.frame(), is_control=context.design.is_control,
+                       null=null, negative_control_perturbations=negatives or None,
+                       seed=context.seeds[0] if context.seeds else 0, **arguments)
+    result.counts[f"{name}_null"] = why
     return result
+
+
+def run(context: EvalContext) -> BenchmarkResult:
+    return run_with_null(context, signal_consistency_benchmark, "signal_consistency")
 
 
 BENCHMARK = Benchmark(

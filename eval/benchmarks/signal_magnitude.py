@@ -7,18 +7,12 @@ from __future__ import annotations
 from ..context import BenchmarkResult, EvalContext
 from ..perturbation_signal import signal_magnitude_benchmark
 from . import Benchmark, MetricFamily
-from .signal_consistency import null_of
+from .signal_consistency import run_with_null
 
 
 def run(context: EvalContext) -> BenchmarkResult:
-    null, negatives, why = null_of(context)
-    design = context.design
-    result = signal_magnitude_benchmark(context.well_features, design.frame(), is_control=design.is_control,
-                                        reference_control_mask=design.is_negative_control, null=null,
-                                        negative_control_perturbations=negatives or None,
-                                        seed=context.seeds[0] if context.seeds else 0)
-    result.counts["signal_magnitude_null"] = why
-    return result
+    return run_with_null(context, signal_magnitude_benchmark, "signal_magnitude",
+                         reference_control_mask=context.design.is_negative_control)
 
 
 BENCHMARK = Benchmark(
