@@ -174,9 +174,10 @@ def test_benchmark_equals_a_plain_scikit_learn_loop_on_the_same_sets():
         for name in per_seed_spread[0]:  # median and quartiles over compounds, per seed, averaged over seeds
             expected = np.mean([spread[name] for spread in per_seed_spread])
             assert result.metrics[f"compound_gene_{name}"] == pytest.approx(expected, abs=1e-12)
-        assert result.metrics[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.mean(per_seed_ap))
-        assert result.metrics_std[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.std(per_seed_ap, ddof=1))
-        assert result.metrics[f"compound_gene_auc_{dose_name}"] == pytest.approx(np.mean(per_seed_auc))
+        assert result.metrics[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.mean(per_seed_ap), abs=1e-12)
+        assert result.metrics_std[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.std(per_seed_ap, ddof=1),
+                                                                                   abs=1e-12)
+        assert result.metrics[f"compound_gene_auc_{dose_name}"] == pytest.approx(np.mean(per_seed_auc), abs=1e-12)
     assert result.counts["compound_gene_compounds_evaluated"] == 12
     assert [result.counts[f"compound_gene_compounds_{dose}"] for dose in ("0.1", "1.0", "max")] == [12, 12, 12]
 
