@@ -14,7 +14,9 @@ the official `OpenPhenom_rxrx3_core_embeddings.parquet`: `well_id`, `feature_0 .
 per block (`<name>_block<k>.parquet`) when several blocks are asked for, rows sorted by `well_id`.
 
 Embeddings are written as they are computed (`eval/embedding_store.py`): an interrupted run started again with the
-same options embeds only the wells it is missing, with none lost or duplicated. Under `accelerate launch` every
+same options embeds only the wells it is missing, with none lost or duplicated; parts are resumed only when the
+fingerprints of the model's files and of the data, and every option that changes an embedding, are the same. One run
+per `--out` at a time: a second one is refused at once, naming the first (`phenom_data.locks`). Under `accelerate launch` every
 process reads its own share of the wells (`rank`, `world_size`) and the main process merges the parts at the end.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
 `anndata` package (`pip install "phenom[anndata]"`).
@@ -250,7 +252,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--part-wells", type=int, default=DEFAULT_PART_WELLS,
                         help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
     parser.add_argument("--revision", help="Hub revision of the model and the dataset")
-    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist and discard the parts of an interrupted run "
+                             "(without it, the same command resumes that run)")
     parser.add_argument("--per-channel", action="store_true",
                         help="channel-agnostic models: each channel's token mean side by side (C x hidden_size "
                              "features) instead of the mean over all tokens")

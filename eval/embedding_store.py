@@ -5,8 +5,9 @@ While embedding, every process appends part files to `<out>.parts/` (next to the
 `well_id` column and one fixed-size float32 list column `block<k>` per block. `settings.json` in that folder pins
 what the parts were computed with: the fingerprints of the model's files and of the data (content, not paths:
 `phenom_data.fingerprint`), the blocks and every option that changes an embedding. Parts written with other
-settings are never mixed in: a run is refused with what differs, or with `overwrite` starts again from no parts.
-Settings without any part yet (a run that failed before its first part) bind nothing and are replaced.
+settings are never mixed in: a run is refused with what differs. With `overwrite` a run starts again from no parts
+(resuming is the same command without `--overwrite`). Settings without any part yet (a run that failed before its
+first part) bind nothing and are replaced.
 
 On restart, `done_well_ids()` reads the well ids of every part (whichever process wrote it), so an interrupted run
 resumes with no well lost or embedded twice, also with another number of processes. `merge()` checks that no well
@@ -66,17 +67,17 @@ class EmbeddingStore:
 
     def prepare(self, overwrite: bool = False) -> None:
         """Create the parts folder, or check that the parts in an existing one were written with the same settings
-        (module docstring); with `overwrite`, parts of other settings are deleted instead of refused."""
+        (module docstring); `overwrite` deletes existing parts first (the run starts again)."""
         settings_path = self.parts_dir / "settings.json"
-        if self.part_files():
+        if overwrite:
+            self.remove()
+        elif self.part_files():
             existing = json.loads(settings_path.read_text()) if settings_path.is_file() else None
             if existing != self.settings:
                 found = differences(existing, self.settings) if existing is not None else ["no settings.json"]
-                if not overwrite:
-                    raise ValueError(f"{self.parts_dir} holds {len(self.part_files())} parts of an embedding run with "
-                                     f"other settings ({'; '.join(found)}); rerun with the same options and data to "
-                                     "resume it, or pass --overwrite to discard those parts and start again")
-                self.remove()
+                raise ValueError(f"{self.parts_dir} holds {len(self.part_files())} parts of an embedding run with "
+                                 f"other settings ({'; '.join(found)}); rerun with the same options and data to "
+                                 "resume it, or pass --overwrite to discard those parts and start again")
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(settings_path, self.settings)
 
@@ -114,7 +115,7 @@ class EmbeddingStore:
         unique, counts = np.unique(well_ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{int((counts > 1).sum())} wells were embedded more than once in {self.parts_dir}, "
-                             f"e.g. {list(unique[counts > 1][:5])}")
+                             f"e.g. {list(unique[counts > 1][:5])}; pass --overwrite to embed them again")
         order = np.argsort(well_ids, kind="stable")
         features = {}
         for block in self.blocks:

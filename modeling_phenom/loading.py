@@ -34,8 +34,8 @@ def check_model_source(name_or_path: str | os.PathLike, what: str = "model") -> 
     path = Path(name_or_path)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{what} folder {path} has no config.json: give a folder written by "
-                                    "save_pretrained (config.json and model.safetensors) or a Hub repo id")
+            raise FileNotFoundError(f"{what} folder {path} has no config.json: a model folder holds config.json and "
+                                    "its weights (model.safetensors), as save_pretrained writes them")
         return
     if path.exists():
         raise ValueError(f"{what} {path} is a file: give a save_pretrained folder or a Hub repo id (owner/name)")

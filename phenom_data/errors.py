@@ -16,6 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 DEBUG_ENV = "PHENOM_DEBUG"
 DEBUG_FLAG = "--debug"
@@ -85,7 +86,8 @@ def command(main: Callable[..., int | None]) -> Callable[..., int]:
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None, prog: str | None = None) -> int:
         argv = strip_debug_flag(list(sys.argv[1:] if argv is None else argv))
-        name = prog or getattr(main, "__module__", "phenom")
+        module = getattr(main, "__module__", "phenom")
+        name = prog or (Path(sys.argv[0]).name if module == "__main__" else module)
         try:
             return int(main(argv, prog) or 0)
         except USER_ERRORS as error:

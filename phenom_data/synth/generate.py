@@ -24,6 +24,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phenom_data.atomic import atomic_write_text
+from phenom_data.errors import command
+from phenom_data.locks import output_lock
 from phenom_data.synth.biology import plan_biology
 from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
 from phenom_data.synth.layout import build_layout
@@ -90,13 +92,15 @@ def _prepare_directory(out: Path, config: SynthConfig, overwrite: bool) -> bool:
         if not overwrite:
             raise FileExistsError(f"{out} holds a synthetic dataset with another config ({path.name}); choose another "
                                   "directory or pass overwrite=True (--overwrite)")
+    holds_dataset = truth_path.is_file() or progress_path.is_file()
+    if out.is_dir() and any(out.iterdir()) and not holds_dataset:
+        # Never replace files this generator did not write (a user's README.md or CSV), not even with overwrite.
+        raise FileExistsError(f"{out} is not empty and holds no synthetic dataset ({GROUND_TRUTH_FILE} missing); "
+                              "nothing was changed: choose an empty or new directory")
     if overwrite:  # remove only what this generator writes
         for path in [*sorted((out / "data").glob("train-*.parquet")), truth_path, progress_path,
                      out / METADATA_FILE, out / "README.md"]:
             path.unlink(missing_ok=True)
-    elif out.is_dir() and any(out.iterdir()) and not progress_path.is_file():
-        raise FileExistsError(f"{out} is not empty and holds no synthetic dataset; choose an empty or new directory "
-                              "or pass overwrite=True (--overwrite)")
     return False
 
 
@@ -104,10 +108,17 @@ def generate_from_config(
     config: SynthConfig, out_dir: str | Path, *, size: str = "custom", workers: int | None = None,
     overwrite: bool = False, progress: bool = True,
 ) -> Path:
-    """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory."""
+    """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory. One run per
+    folder: a second one is refused while the first runs (`phenom_data.locks`)."""
     out = Path(out_dir)
-    if _prepare_directory(out, config, overwrite):
-        return out
+    with output_lock(out, "synthetic dataset folder"):
+        if _prepare_directory(out, config, overwrite):
+            return out
+        _generate(config, out, size, workers, progress)
+    return out
+
+
+def _generate(config: SynthConfig, out: Path, size: str, workers: int | None, progress: bool) -> None:
     plan = plan_biology(config)
     layout = build_layout(config, plan)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -156,7 +167,6 @@ def generate_from_config(
     atomic_write_text(out / "README.md", dataset_readme(truth))
     write_json(out / GROUND_TRUTH_FILE, truth)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
-    return out
 
 
 def generate(
@@ -206,6 +216,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
@@ -215,11 +226,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     start = time.perf_counter()
-    try:
-        out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
-                       overwrite=args.overwrite, progress=not args.no_progress, **overrides)
-    except (ValueError, FileExistsError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
+                   overwrite=args.overwrite, progress=not args.no_progress, **overrides)
     counts = json.loads((out / GROUND_TRUTH_FILE).read_text())["counts"]
     print(f"wrote {counts['wells']} wells ({counts['images']} images, {counts['shards']} shards), "
           f"{counts['genes']} genes, {counts['compounds']} compounds to {out} in {time.perf_counter() - start:.1f} s")
