@@ -16,8 +16,9 @@ per block (`<name>_block<k>.parquet`) when several blocks are asked for, rows so
 Embeddings are written as they are computed (`eval/embedding_store.py`): an interrupted run started again with the
 same options embeds only the wells it is missing, with none lost or duplicated; parts are resumed only when the
 fingerprints of the model's files and of the data, and every option that changes an embedding, are the same. One run
-per `--out` at a time: a second one is refused at once, naming the first (`phenom_data.locks`). Under `accelerate launch` every
-process reads its own share of the wells (`rank`, `world_size`) and the main process merges the parts at the end.
+per `--out` at a time: a second one is refused at once, naming the first (`phenom_data.locks`). Under
+`accelerate launch` every process reads its own share of the wells (`rank`, `world_size`) and the main process
+merges the parts at the end.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
 `anndata` package (`pip install "phenom[anndata]"`).
 """

@@ -69,6 +69,8 @@ class EmbeddingStore:
         """Create the parts folder, or check that the parts in an existing one were written with the same settings
         (module docstring); `overwrite` deletes existing parts first (the run starts again)."""
         settings_path = self.parts_dir / "settings.json"
+        for stale in self.parts_dir.glob(".part-*.tmp"):  # a part being written when its run was killed
+            stale.unlink()
         if overwrite:
             self.remove()
         elif self.part_files():

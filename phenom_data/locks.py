@@ -1,11 +1,13 @@
 """One run per output: an exclusive lock on an output file or folder, with the owner's pid and host.
 
 A run locks `<parent>/.<name>.lock` beside its output (`emb.parquet` -> `.emb.parquet.lock`, `runs/tiny` ->
-`runs/.tiny.lock`; beside, not inside, so that an output folder may be replaced by a rename) with `fcntl.flock` and
-writes who holds it (pid, host, start time, command) into the file. A second run on the same output is refused at once
-with `OutputLockedError` naming the first. The kernel drops a flock when its process ends, kill -9 included, so a
-lock file whose lock can be taken was left by a run that died: it is taken over, with a warning naming that run.
-Locks work across hosts on file systems whose locks do (local disks; NFSv4 maps flock to byte-range locks).
+`runs/.tiny.lock`; beside, not inside, so that an output folder may be replaced by a rename) with a POSIX record lock
+(`fcntl.lockf`) and writes who holds it (pid, host, start time, command) into the file. A second run on the same
+output is refused at once with `OutputLockedError` naming the first. The kernel drops the lock when its process ends,
+kill -9 included, so a lock file whose lock can be taken was left by a run that died: it is taken over, with a warning
+naming that run. Record locks, unlike `flock`, are not inherited by forked children (render or DataLoader workers
+that outlive a killed run do not keep its output locked), and they work across hosts on NFS. Within one process a
+second lock on the same output is refused too (a registry: record locks do not conflict within a process).
 
     with output_lock(out):            # single process
         ...
@@ -14,6 +16,7 @@ Locks work across hosts on file systems whose locks do (local disks; NFSv4 maps 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -26,10 +29,11 @@ from pathlib import Path
 
 try:
     import fcntl
-except ImportError:  # Windows: no flock; the lock file's pid is checked instead (see `_try_lock`)
+except ImportError:  # Windows: no record locks; the lock file's pid is checked instead (see `_try_lock`)
     fcntl = None
 
 logger = logging.getLogger(__name__)
+_HELD: set[str] = set()  # lock files this process holds
 
 
 class OutputLockedError(OSError):
@@ -70,11 +74,13 @@ def _try_lock(fd: int) -> bool:
     """Take the exclusive lock on `fd` without waiting; False when another process holds it."""
     if fcntl is not None:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EAGAIN):
+                return False
+            raise
         return True
-    holder = _read_holder(fd)  # no flock: the recorded holder counts while its process lives on this host
+    holder = _read_holder(fd)  # no fcntl: the recorded holder counts while its process lives on this host
     return not (holder and holder.get("host") == socket.gethostname() and _pid_alive(holder.get("pid")))
 
 
@@ -96,6 +102,9 @@ class OutputLock:
         if self._fd is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(self.path) in _HELD:  # closing a second descriptor would drop this process's record lock: no open
+            raise OutputLockedError(f"{self.what} {self.target} is in use by this process (pid {os.getpid()}); "
+                                    f"choose another {self.what} (lock file {self.path})")
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_lock(fd):
@@ -120,6 +129,7 @@ class OutputLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
         self._fd = fd
+        _HELD.add(str(self.path))
         return self
 
     def release(self) -> None:
@@ -130,6 +140,7 @@ class OutputLock:
         finally:
             os.close(self._fd)
             self._fd = None
+            _HELD.discard(str(self.path))
 
     def __enter__(self) -> OutputLock:
         return self.acquire()

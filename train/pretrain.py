@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoints/step_<N> folder of this run")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in output_dir")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=DIR max_steps=40")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides before and after --resume
 
 
 @command

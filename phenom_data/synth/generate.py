@@ -14,6 +14,7 @@ import ctypes
 import json
 import math
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +47,7 @@ from phenom_data.synth.writer import (
 PROGRESS_FILE = ".synth_in_progress.json"
 PARALLEL_MIN_WELLS = 200  # below this, a second worker's start-up costs more than it saves
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+PR_SET_PDEATHSIG = 1  # Linux prctl option
 
 
 def _render_task(task: tuple) -> list[bytes]:
@@ -57,11 +59,14 @@ def _render_task(task: tuple) -> list[bytes]:
 
 def _worker_init() -> None:
     """Keep freed numpy temporaries in the heap (glibc): by default every large temporary is a fresh mmap whose pages
-    fault in again, about 15% of the render time spent in the kernel. Only set in this generator's worker processes."""
+    fault in again, about 15% of the render time spent in the kernel. Only set in this generator's worker processes.
+    On Linux a worker also dies with its parent (`PR_SET_PDEATHSIG`): a generator killed with kill -9 would otherwise
+    leave it waiting for work forever."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, 256 << 20)
         libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not glibc: keep the defaults
         pass
 
@@ -122,6 +127,8 @@ def _generate(config: SynthConfig, out: Path, size: str, workers: int | None, pr
     plan = plan_biology(config)
     layout = build_layout(config, plan)
     (out / "data").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "data").glob(".train-*.tmp"):  # a shard being written when an earlier run was killed
+        stale.unlink()
     write_json(out / PROGRESS_FILE, {"config": config.to_dict()})
     wells = layout.wells
     total_rows = NUM_CHANNELS * len(wells)
@@ -210,6 +217,8 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--plates", type=int, help="plates per experiment")
     parser.add_argument("--batch-strength", type=float, dest="batch_strength",
                         help="scale of all batch effects (0 = none, default 1)")
+    parser.add_argument("--rows-per-shard", type=int, dest="rows_per_shard",
+                        help="image rows per parquet shard (default 4000; readers split work by shard row group)")
     parser.add_argument("--workers", type=int, help="render processes (default: up to 2 for large runs)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -222,7 +231,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {name: getattr(args, name) for name in ("num_genes", "num_complexes", "num_compounds", "guides",
                                                         "replicates", "experiments", "compound_experiments",
-                                                        "plates", "batch_strength")}
+                                                        "plates", "batch_strength", "rows_per_shard")}
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     start = time.perf_counter()
