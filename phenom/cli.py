@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from phenom import __version__
-from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, report_error, strip_debug_flag
+from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, debug_flag_applied, report_error
 
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -49,7 +49,11 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = strip_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    with debug_flag_applied(list(sys.argv[1:] if argv is None else argv)) as arguments:
+        return _dispatch(arguments)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

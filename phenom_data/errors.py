@@ -15,7 +15,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DEBUG_ENV = "PHENOM_DEBUG"
@@ -28,13 +29,22 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def strip_debug_flag(argv: list[str]) -> list[str]:
-    """`argv` without `--debug`; when it was there, `PHENOM_DEBUG=1` is set so that processes this command starts
-    (accelerate launches, the demo's stages) show tracebacks too."""
+@contextmanager
+def debug_flag_applied(argv: list[str]) -> Iterator[list[str]]:
+    """Yield `argv` without `--debug`; when it was there, `PHENOM_DEBUG=1` is set for the `with` block (and so for
+    the processes the command starts: accelerate launches, the demo's stages), then restored."""
     if DEBUG_FLAG not in argv:
-        return argv
+        yield argv
+        return
+    previous = os.environ.get(DEBUG_ENV)
     os.environ[DEBUG_ENV] = "1"
-    return [item for item in argv if item != DEBUG_FLAG]
+    try:
+        yield [item for item in argv if item != DEBUG_FLAG]
+    finally:
+        if previous is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = previous
 
 
 def one_line(error: BaseException) -> str:
@@ -85,16 +95,16 @@ def command(main: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None, prog: str | None = None) -> int:
-        argv = strip_debug_flag(list(sys.argv[1:] if argv is None else argv))
         module = getattr(main, "__module__", "phenom")
         name = prog or (Path(sys.argv[0]).name if module == "__main__" else module)
-        try:
-            return int(main(argv, prog) or 0)
-        except USER_ERRORS as error:
-            return report_error(name, error)
+        with debug_flag_applied(list(sys.argv[1:] if argv is None else argv)) as arguments:
+            try:
+                return int(main(arguments, prog) or 0)
+            except USER_ERRORS as error:
+                return report_error(name, error)
 
     return wrapper
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "USER_ERRORS", "command", "debug_enabled", "on_main_process", "one_line",
-           "report_error", "strip_debug_flag"]
+__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "USER_ERRORS", "command", "debug_enabled", "debug_flag_applied",
+           "on_main_process", "one_line", "report_error"]

@@ -134,7 +134,17 @@ def test_command_turns_user_errors_into_one_line_and_exit_2(capsys, monkeypatch)
     assert capsys.readouterr().err == "phenom x: error: x.csv does not exist; second line\n"
     with pytest.raises(RuntimeError):
         main([], prog="phenom x")
+    seen = []
+
+    @command
+    def records(argv=None, prog=None):
+        seen.append(os.environ.get("PHENOM_DEBUG"))
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError, match="bad value"):
+        records(["--debug"], prog="phenom x")
+    assert seen == ["1"] and "PHENOM_DEBUG" not in os.environ  # set while the command (and what it starts) runs
+    monkeypatch.setenv("PHENOM_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
-        main(["x.csv", "--debug"], prog="phenom x")
-    assert os.environ["PHENOM_DEBUG"] == "1"  # for the processes the command starts
+        main(["x.csv"], prog="phenom x")
     assert one_line(KeyError("well_id")) == "well_id"

@@ -310,7 +310,7 @@ def test_d10_an_image_path_in_a_dataset_row_never_reads_a_file_outside_the_datas
 def test_d11_user_errors_are_one_line_and_exit_2_and_debug_shows_the_traceback(synth_data, model_dir, tmp_path,
                                                                               capsys, monkeypatch):
     # pretrain and embed printed 17-38 line tracebacks for these; the checks come before any work.
-    monkeypatch.delenv("PHENOM_DEBUG", raising=False)  # restored after the test (--debug sets it)
+    monkeypatch.delenv("PHENOM_DEBUG", raising=False)
     assert phenom(pretrain_args(synth_data, tmp_path / "run", "max_steps=abc")) == 2
     assert capsys.readouterr().err.strip() == "phenom pretrain: error: config key max_steps must be int, got 'abc'"
     assert phenom(embed_args(model_dir, synth_data, tmp_path / "e.parquet", "--batch-size", "0")) == 2
@@ -318,7 +318,7 @@ def test_d11_user_errors_are_one_line_and_exit_2_and_debug_shows_the_traceback(s
                                                "--num-workers >= 0; got 0, 8 and 0")
     with pytest.raises(ValueError, match="config key max_steps must be int, got 'abc'"):
         phenom(["--debug", *pretrain_args(synth_data, tmp_path / "run", "max_steps=abc")])
-    monkeypatch.delenv("PHENOM_DEBUG")  # --debug set it, for the processes a command starts
+    assert "PHENOM_DEBUG" not in os.environ  # set for the command (and what it starts) only
     assert phenom(embed_args(model_dir, synth_data, tmp_path / "e.parquet", "--batch-size", "0")) == 2
     # The real command line: one line on stderr, exit code 2, nothing else.
     result = run_phenom(embed_args(model_dir, synth_data, tmp_path / "e.parquet", "--num-workers", "-1"))
