@@ -20,7 +20,7 @@ per `--out` at a time: a second one is refused at once, naming the first (`pheno
 `accelerate launch` every process reads its own share of the wells (`rank`, `world_size`) and the main process
 merges the parts at the end.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
-`anndata` package (`pip install "phenom[anndata]"`).
+`anndata` package (`pip install "phenom-microscopy[anndata]"`).
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ def require_anndata() -> None:
     try:
         import anndata  # noqa: F401
     except ImportError:
-        raise ValueError("--format anndata needs the anndata package: pip install \"phenom[anndata]\"") from None
+        raise ValueError("--format anndata needs the anndata package: pip install \"phenom-microscopy[anndata]\"") \
+            from None
 
 
 def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[int, np.ndarray], metadata_csv,
