@@ -87,10 +87,11 @@ def synth_data(tmp_path_factory):
 def pretrain_arguments(data, out) -> list:
     # The demo's form: the same command every time, `--resume latest` from an empty folder on. Stochastic depth on,
     # so that the RNG state is part of what a resume must restore.
-    return ["pretrain", "--config", TINY, f"data.path={data}", f"output_dir={out}", "--resume", "latest",
-            "max_steps=8", "checkpoint_every=2", "keep_checkpoints=2", "seed=7", "model.overrides.drop_path_rate=0.1",
+    return ["pretrain", "--config", TINY, f"data.path={data}", f"output_dir={out}", "max_steps=8",
+            "checkpoint_every=2", "keep_checkpoints=2", "seed=7", "model.overrides.drop_path_rate=0.1",
             "data.crop_size=64", "model.overrides.patch_size=16", "global_batch_size=4", "per_device_batch_size=4",
-            "log_every=1", "data.shuffle_buffer_size=8", "trackers=[]", "reconstruction_every=1000", "progress=false"]
+            "log_every=1", "data.shuffle_buffer_size=8", "trackers=[]", "reconstruction_every=1000", "progress=false",
+            "--resume", "latest"]
 
 
 def losses(output_dir: Path) -> dict[int, float]:

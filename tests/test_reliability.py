@@ -270,12 +270,16 @@ def test_d8_a_failed_embed_does_not_block_the_corrected_command_and_a_trailing_s
         synth_data, model_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "e.parquet"
     typo = tmp_path / "no-such-data"
-    assert phenom(embed_args(model_dir, typo, out)) == 2
-    assert f"{typo} is neither a local directory nor a Hub dataset repo id" in capsys.readouterr().err
-    embed_until_crash(monkeypatch, embed_args(model_dir, synth_data, out))
+    try:
+        typo_status = phenom(embed_args(model_dir, typo, out))
+    except FileNotFoundError as error:  # (before the fix: a traceback, and the typo's settings stayed behind)
+        typo_status = error
+    typo_error = capsys.readouterr().err
+    embed_until_crash(monkeypatch, embed_args(model_dir, synth_data, out))  # the corrected command, interrupted
     assert phenom(embed_args(model_dir, f"{synth_data}/", out)) == 0  # resumes: same data, spelled otherwise
     assert "resuming: 16 wells already embedded" in capsys.readouterr().err
     assert well_counts(out) == (WELLS, WELLS)
+    assert typo_status == 2 and f"{typo} is neither a local directory nor a Hub dataset repo id" in typo_error
 
 
 # ---------------------------------------------------------------------------------------------------------- D10
@@ -301,9 +305,10 @@ def test_d10_an_image_path_in_a_dataset_row_never_reads_a_file_outside_the_datas
     (data / METADATA_FILENAME).write_text("well_id,experiment_name\n" + "".join(
         f"gene-001_1_{address},gene-001\n" for address in ("A01", "A02", "A03")))
     wells = RxRx3CoreWells(data)
-    assert [well.well_id for well in wells] == ["gene-001_1_A03"]
-    assert wells.stats.skipped["corrupt_image"] == 2
-    assert "SECRET" not in caplog.text and "is absolute" in caplog.text and "leads outside" in caplog.text
+    yielded = [well.well_id for well in wells]
+    assert "SECRET" not in caplog.text  # (before the fix: "not a readable image (23 bytes starting b'SECRET-...")
+    assert "is absolute" in caplog.text and "leads outside" in caplog.text
+    assert yielded == ["gene-001_1_A03"] and wells.stats.skipped["corrupt_image"] == 2
 
 
 # ---------------------------------------------------------------------------------------------------------- D11
