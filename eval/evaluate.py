@@ -33,12 +33,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from phenom_data.errors import command, report_error
+
 from . import recall
 from .aggregate import AGGREGATIONS, aggregate
 from .benchmarks import Benchmark, benchmarks_to_run
 from .context import DEFAULT_MAP_NULL_SIZE, SIGNAL_NULLS, BenchmarkNotApplicable, BenchmarkResult, EvalContext
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
-from .embeddings_file import WellEmbeddings, block_from_path, join_metadata, read_embeddings, read_metadata
+from .embeddings_file import (
+    WellEmbeddings,
+    block_from_path,
+    check_embeddings_file,
+    join_metadata,
+    read_embeddings,
+    read_metadata,
+)
 from .perturbations import (
     METADATA_FORMATS,
     RXRX3_CORE,
@@ -206,6 +215,8 @@ def evaluate(embeddings: list[str | Path], metadata: str | Path, out_dir: str | 
         raise FileExistsError(f"{out_dir} already holds results ({', '.join(map(str, existing[:3]))}"
                               f"{' ...' if len(existing) > 3 else ''}); pass --overwrite to replace them, or choose "
                               "another --out")
+    for path in paths:  # every file's problems before the first file's work
+        check_embeddings_file(path)
     metadata_table = read_metadata(metadata, prepare=lambda table: with_well_ids(table, options.mapping,
                                                                                  str(metadata)))
     all_results = []
@@ -332,16 +343,16 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
     )
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.seeds < 0 or args.compound_gene_seeds < 0 or args.map_null_size < 1:
-        raise SystemExit(f"{prog or 'phenom eval'}: --seeds and --compound-gene-seeds must be >= 0, --map-null-size "
-                         ">= 1")
+        raise ValueError(f"--seeds and --compound-gene-seeds must be >= 0 and --map-null-size >= 1, got "
+                         f"{args.seeds}, {args.compound_gene_seeds} and {args.map_null_size}")
     try:
         results = evaluate(args.embeddings, args.metadata, args.out, options_from_args(args))
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        print(f"{prog or 'phenom eval'}: error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, ImportError) as error:
+        return report_error(prog or "phenom eval", error)
     print(format_table(results))
     return 0
 
