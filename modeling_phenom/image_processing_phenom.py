@@ -1,19 +1,35 @@
 """Turn one well's channel images into the uint8 views a Phenom model embeds.
 
-The single owner of tiling (DESIGN §3): a `crop_size` image is one view; a 2 x 2 grid of crops (RxRx3-core's
-512 px centre crops, RxRx1 sites) becomes its four tiles; a larger field keeps its interior crops (the 36 interior
-256 px crops of a 2048 px RxRx3 field, ``reference/paper.md`` §3). Random crops serve training. Nothing is
+The single owner of tiling (DESIGN §3). Along each side of a field of view, with `crop_size` = s:
+
+- a field of exactly s px is one view, 2s px two views (so a 512 px RxRx3-core well or RxRx1 site is four tiles),
+  both as released;
+- a field of exactly n x s px with n > 2 keeps its interior n - 2 crops per side (the 36 interior 256 px crops of
+  a 2048 px RxRx3 field, ``reference/paper.md`` §3);
+- any other field of at least s px is covered by the centred grid of the floor(size / s) non-overlapping crops that
+  fit (1080 px at s = 256: 4 x 4 crops covering the central 1024 px, 28 px left out on each side; 300 px: one
+  centred crop);
+- a field smaller than s px is refused with an error that names both sizes.
+
+`docs/data.md` draws the rule. Random crops (training) are drawn uniformly inside the whole field. Nothing is
 normalized here: the model self-standardizes every image and channel.
 
-16-bit rule: each 16-bit channel image is mapped to 8 bits by `round(255 * x / max(x))` over that channel image
-(an all-zero channel stays 0), the `"channel_max"` rule; `uint16_rule="shift"` takes the high byte instead
-(`x >> 8`). Because the model standardizes each view and channel, only the 8-bit quantization differs between the
-two; `channel_max` keeps the most levels for dim images.
+16-bit rules (`uint16_rule`), applied to each channel image of each field on its own:
+
+- `"channel_max"` (default, the released behaviour): `round(255 * x / max(x))` (an all-zero image stays 0);
+- `"shift"`: the high byte, `x >> 8`;
+- `"percentile"`: robust to a few hot pixels: clip to the image's `uint16_percentiles` (default 0.1 and 99.9)
+  and scale that range linearly to 0..255, `round(255 * (clip(x, lo, hi) - lo) / (hi - lo))` (a flat image is 0).
+
+Because the model standardizes each view and channel, the rules differ only where they clip or quantize: a few
+saturated pixels squash `channel_max`'s range, which `percentile` avoids. 8-bit images are used as they are.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +38,9 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 # RxRx1/RxRx3 Cell Painting channel order (rxrx-datasets README): w1..w6.
 RXRX_CHANNEL_NAMES = ("nuclei", "er", "actin", "rna", "mitochondria", "golgi")
 TILE_ORDER = "row-major (top-left, top-right, bottom-left, bottom-right for a 2 x 2 grid)"
+UINT16_RULES = ("channel_max", "shift", "percentile")
+DEFAULT_UINT16_PERCENTILES = (0.1, 99.9)
+PROCESSOR_FILENAME = "preprocessor_config.json"
 
 
 class PhenomImageProcessor(BaseImageProcessor):
@@ -46,7 +65,10 @@ class PhenomImageProcessor(BaseImageProcessor):
         num_channels (`int` or `None`): channels every well must have; `None` accepts any count (channel-agnostic
             models).
         channel_names (`list[str]`): order of channels for dict input; RxRx's six by default.
-        uint16_rule (`str`, defaults to `"channel_max"`): how 16-bit images become 8-bit (module docstring).
+        uint16_rule (`str`, defaults to `"channel_max"`): how 16-bit images become 8-bit: `"channel_max"`,
+            `"shift"` or `"percentile"` (module docstring).
+        uint16_percentiles (`tuple[float, float]`, defaults to `(0.1, 99.9)`): the clip range of the
+            `"percentile"` rule, in percent of each image's pixels.
     """
 
     model_input_names = ["pixel_values"]
@@ -57,17 +79,55 @@ class PhenomImageProcessor(BaseImageProcessor):
         num_channels: int | None = None,
         channel_names: Sequence[str] | None = None,
         uint16_rule: str = "channel_max",
+        uint16_percentiles: Sequence[float] = DEFAULT_UINT16_PERCENTILES,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not isinstance(crop_size, int) or crop_size < 1:
             raise ValueError(f"crop_size must be a positive integer, got {crop_size!r}")
-        if uint16_rule not in ("channel_max", "shift"):
-            raise ValueError(f"uint16_rule must be 'channel_max' or 'shift', got {uint16_rule!r}")
+        if uint16_rule not in UINT16_RULES:
+            raise ValueError(f"uint16_rule must be one of {', '.join(UINT16_RULES)}; got {uint16_rule!r}")
+        low, high = (float(value) for value in uint16_percentiles)
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(f"uint16_percentiles must be two percentages 0 <= low < high <= 100, got "
+                             f"{list(uint16_percentiles)}")
         self.crop_size = crop_size
         self.num_channels = num_channels
         self.channel_names = list(channel_names) if channel_names is not None else list(RXRX_CHANNEL_NAMES)
         self.uint16_rule = uint16_rule
+        self.uint16_percentiles = [low, high]
+
+    @classmethod
+    def from_model(cls, model: str | os.PathLike, revision: str | None = None, **kwargs) -> PhenomImageProcessor:
+        """The processor a saved model embeds with: its `preprocessor_config.json`, else one derived from its config
+        (`crop_size = config.image_size`, the other settings at their defaults; OpenPhenom's Hub repo has no
+        processor file). A file that exists but cannot be read is an error, never a silent default.
+
+        Args:
+            model: a `save_pretrained` directory or a Hub model id.
+            revision, kwargs: passed to the Hub download (`cache_dir`, `token`, ...).
+        """
+        from transformers import AutoConfig
+        from transformers.utils import cached_file
+
+        local = Path(model)
+        if local.is_dir():
+            has_processor = (local / PROCESSOR_FILENAME).is_file()
+        else:
+            has_processor = cached_file(str(model), PROCESSOR_FILENAME, revision=revision,
+                                        _raise_exceptions_for_missing_entries=False, **kwargs) is not None
+        if has_processor:
+            return cls.from_pretrained(model, revision=revision, **kwargs)
+        # AutoConfig knows Phenom and OpenPhenom's legacy "MAE" type once `modeling_phenom` is imported.
+        config = AutoConfig.from_pretrained(model, revision=revision, **kwargs)
+        return cls(crop_size=int(config.image_size))
+
+    def settings(self) -> dict:
+        """What decides the views, for provenance records: crop size, 16-bit rule (and its percentiles)."""
+        settings = {"crop_size": self.crop_size, "uint16_rule": self.uint16_rule}
+        if self.uint16_rule == "percentile":
+            settings["uint16_percentiles"] = list(self.uint16_percentiles)
+        return settings
 
     # ------------------------------------------------------------------ entry point
     def __call__(self, images, **kwargs) -> BatchFeature:
@@ -204,27 +264,44 @@ class PhenomImageProcessor(BaseImageProcessor):
     def _uint16_to_uint8(self, channel: np.ndarray) -> np.ndarray:
         if self.uint16_rule == "shift":
             return (channel >> 8).astype(np.uint8)
+        if self.uint16_rule == "percentile":
+            if not channel.size:
+                return channel.astype(np.uint8)
+            low, high = np.percentile(channel, self.uint16_percentiles)
+            if high <= low:  # a flat image (or one whose clip range is a single value) carries no signal
+                return np.zeros(channel.shape, dtype=np.uint8)
+            clipped = np.clip(channel, low, high).astype(np.float32)
+            scaled = (clipped - np.float32(low)) * np.float32(255.0 / (high - low))
+            return np.rint(scaled).astype(np.uint8)
         maximum = int(channel.max()) if channel.size else 0
         if maximum == 0:
             return np.zeros(channel.shape, dtype=np.uint8)
         return np.rint(channel.astype(np.float32) * (255.0 / maximum)).astype(np.uint8)
 
     # ------------------------------------------------------------------ views
-    def tile_origins(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Top-left corners of the inference views, in row-major order; raises for sizes that do not tile."""
+    def check_field(self, height: int, width: int) -> None:
+        """Raise `ValueError` naming both sizes when a field is smaller than one crop."""
         size = self.crop_size
-        if height % size or width % size or height < size or width < size:
+        if height < size or width < size:
             raise ValueError(
-                f"image size {height} x {width} does not tile into {size} px views: sizes that work are {size} "
-                f"(one view), {2 * size} (four tiles) and other multiples of {size} (the interior {size} px crops of "
-                "a larger field)"
+                f"image size {height} x {width} is smaller than the {size} px crop; sizes that work are {size} "
+                f"(one view), {2 * size} (four tiles) and any larger field (the centred grid of {size} px crops "
+                "that fits)"
             )
 
-        def kept(count: int) -> range:
-            # A field wider than two crops drops its edge crops (RxRx3 2048 px: 6 x 6 interior of 8 x 8).
-            return range(1, count - 1) if count > 2 else range(count)
+    def tile_origins(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Top-left corners of the inference views of one field, in row-major order (module docstring)."""
+        self.check_field(height, width)
+        size = self.crop_size
 
-        return [(row * size, col * size) for row in kept(height // size) for col in kept(width // size)]
+        def starts(length: int) -> list[int]:
+            count, remainder = divmod(length, size)
+            if remainder:  # the centred grid that fits
+                return [remainder // 2 + index * size for index in range(count)]
+            # An exact multiple wider than two crops drops its edge crops (RxRx3 2048 px: 6 x 6 interior of 8 x 8).
+            return [index * size for index in (range(1, count - 1) if count > 2 else range(count))]
+
+        return [(top, left) for top in starts(height) for left in starts(width)]
 
     def tiles(self, well: np.ndarray) -> np.ndarray:
         """uint8 `[C, H, W]` -> `[num_views, C, crop_size, crop_size]` in `TILE_ORDER`."""
@@ -236,12 +313,11 @@ class PhenomImageProcessor(BaseImageProcessor):
         """uint8 `[C, H, W]` -> one uniformly placed `[C, crop_size, crop_size]` crop."""
         size = self.crop_size
         height, width = well.shape[-2:]
-        if height < size or width < size:
-            raise ValueError(f"image size {height} x {width} is smaller than the {size} px crop")
+        self.check_field(height, width)
         generator = generator if generator is not None else np.random.default_rng()
         top = int(generator.integers(0, height - size + 1))
         left = int(generator.integers(0, width - size + 1))
         return np.ascontiguousarray(well[:, top : top + size, left : left + size])
 
 
-__all__ = ["PhenomImageProcessor", "RXRX_CHANNEL_NAMES", "TILE_ORDER"]
+__all__ = ["DEFAULT_UINT16_PERCENTILES", "PhenomImageProcessor", "RXRX_CHANNEL_NAMES", "TILE_ORDER", "UINT16_RULES"]

@@ -32,6 +32,24 @@ def test_256_px_well_is_one_view_and_2048_px_field_keeps_its_36_interior_crops()
     assert torch.equal(views[0], torch.from_numpy(field[:, 256:512, 256:512]))  # edge crops dropped
 
 
+def test_fields_of_other_sizes_are_covered_by_the_centred_grid_of_crops_that_fits():
+    processor = PhenomImageProcessor()
+    field = well(1080, channels=2)
+    views = processor(field)["pixel_values"]
+    assert views.shape == (16, 2, 256, 256)  # 4 x 4 crops: the central 1024 px, 28 px left out on each side
+    assert processor.tile_origins(1080, 1080)[:5] == [(28, 28), (28, 284), (28, 540), (28, 796), (284, 28)]
+    assert torch.equal(views[0], torch.from_numpy(field[:, 28:284, 28:284]))
+    assert torch.equal(views[-1], torch.from_numpy(field[:, 796:1052, 796:1052]))
+    one = well(300, channels=1)
+    views = processor(one)["pixel_values"]
+    assert views.shape == (1, 1, 256, 256) and torch.equal(views[0], torch.from_numpy(one[:, 22:278, 22:278]))
+    assert processor.tile_origins(300, 600) == [(22, 44), (22, 300)]  # each side on its own
+    with pytest.raises(ValueError, match="image size 200 x 200 is smaller than the 256 px crop"):
+        processor(well(200))
+    with pytest.raises(ValueError, match="image size 1080 x 200 is smaller than the 256 px crop"):
+        processor(np.zeros((1, 1080, 200), np.uint8), mode="random_crop")
+
+
 def test_real_rxrx3_sample_loads_as_one_well_of_four_tiles():
     channels = [Image.open(FIXTURES / "rxrx3_sample" / f"AA41_s1_{c}.jp2") for c in range(1, 7)]
     views = PhenomImageProcessor(num_channels=6)(channels)["pixel_values"]
@@ -60,6 +78,30 @@ def test_16_bit_input_follows_the_channel_max_rule():
     assert shifted[0, 0, 0, 0] == 4000 >> 8
 
 
+def test_16_bit_percentile_rule_clips_hot_pixels_and_is_saved_with_the_processor(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.integers(1000, 3000, (1, 256, 256)).astype(np.uint16)
+    image[0, :4, :4] = 65535  # 16 hot pixels (0.02 %): channel_max squashes every other pixel into ~12 levels
+    processor = PhenomImageProcessor(uint16_rule="percentile", uint16_percentiles=(0.1, 99.9))
+    views = processor(image)["pixel_values"][0, 0].numpy()
+    low, high = np.percentile(image[0], [0.1, 99.9])
+    expected = np.rint((np.clip(image[0], low, high).astype(np.float32) - np.float32(low))
+                       * np.float32(255.0 / (high - low))).astype(np.uint8)
+    np.testing.assert_array_equal(views, expected)
+    assert views.min() == 0 and views.max() == 255 and len(np.unique(views)) > 200
+    assert len(np.unique(PhenomImageProcessor()(image)["pixel_values"])) < 15
+    flat = np.full((1, 256, 256), 700, dtype=np.uint16)
+    assert processor(flat)["pixel_values"].max() == 0
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert reloaded.uint16_rule == "percentile" and reloaded.uint16_percentiles == [0.1, 99.9]
+    assert reloaded.settings() == {"crop_size": 256, "uint16_rule": "percentile", "uint16_percentiles": [0.1, 99.9]}
+    with pytest.raises(ValueError, match="uint16_rule must be one of channel_max, shift, percentile"):
+        PhenomImageProcessor(uint16_rule="clip")
+    with pytest.raises(ValueError, match="0 <= low < high <= 100"):
+        PhenomImageProcessor(uint16_percentiles=(99, 1))
+
+
 def test_random_crop_is_reproducible_and_inside_the_image():
     processor = PhenomImageProcessor()
     image = well(512)
@@ -78,7 +120,7 @@ def test_batch_of_wells_reports_which_well_each_view_is_from():
     "images, kwargs, message",
     [
         (well(512, channels=5), dict(num_channels=6), "expected 6 channels per well, got 5"),
-        (well(300), {}, "sizes that work are 256"),
+        (well(200), {}, "image size 200 x 200 is smaller than the 256 px crop; sizes that work are 256"),
         (well(128), {}, "sizes that work are 256"),
         (np.zeros((6, 256, 256), dtype=np.float32) + 0.5, {}, "maximum 0.5 <= 1.0"),
         (np.full((6, 256, 256), -3, dtype=np.int32), {}, "non-negative"),

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from modeling_phenom.image_processing_phenom import UINT16_RULES
+
 
 @dataclass
 class ModelConfig:
@@ -25,12 +27,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # Hub dataset id or local directory in the RxRx3-core layout
+    path: str | None = None  # any phenom_data.open_wells source: RxRx3-core (Hub id or folder), RxRx1, LoadData CSV
     metadata: str | None = None  # metadata CSV; default: the one inside `path`
     well_list: str | None = None  # text file, one well_id per line (e.g. written by `phenom curate`)
     experiments: list[str] | None = None
     perturbation_types: list[str] | None = None
-    crop_size: int = 256
+    channels: list[str] | None = None  # channels to stack, in order (LoadData names, RxRx names); default all
+    crop_size: int | None = None  # the model's image_size (one owner); a value here must equal it
+    uint16_rule: str | None = None  # channel_max | shift | percentile; default: init_from's, else channel_max
     num_workers: int = 0
     shuffle_buffer_size: int = 64  # wells held to shuffle the stream order (0 = reading order)
     revision: str | None = None
@@ -181,6 +185,8 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {config.optim.warmup_fraction}")
     if config.optim.peak_lr <= 0:
         raise ValueError(f"optim.peak_lr must be positive, got {config.optim.peak_lr}")
+    if config.data.uint16_rule is not None and config.data.uint16_rule not in UINT16_RULES:
+        raise ValueError(f"data.uint16_rule must be one of {', '.join(UINT16_RULES)}, got {config.data.uint16_rule!r}")
     if config.data.path is None:
         raise ValueError("data.path is not set: give a Hub dataset id or a local directory (data.path=DIR)")
 
