@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # RxRx1/RxRx3 Cell Painting channel order (rxrx-datasets README): w1..w6.
 RXRX_CHANNEL_NAMES = ("nuclei", "er", "actin", "rna", "mitochondria", "golgi")
@@ -101,21 +104,34 @@ class PhenomImageProcessor(BaseImageProcessor):
     def from_model(cls, model: str | os.PathLike, revision: str | None = None, **kwargs) -> PhenomImageProcessor:
         """The processor a saved model embeds with: its `preprocessor_config.json`, else one derived from its config
         (`crop_size = config.image_size`, the other settings at their defaults; OpenPhenom's Hub repo has no
-        processor file). A file that exists but cannot be read is an error, never a silent default.
+        processor file). A processor file that exists but cannot be read is an error, never a silent default; when
+        the Hub cannot be asked (offline, and the cache does not know), the derived processor is used with a
+        warning that says so.
 
         Args:
             model: a `save_pretrained` directory or a Hub model id.
             revision, kwargs: passed to the Hub download (`cache_dir`, `token`, ...).
         """
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
         from transformers import AutoConfig
-        from transformers.utils import cached_file
 
         local = Path(model)
         if local.is_dir():
             has_processor = (local / PROCESSOR_FILENAME).is_file()
+        elif not isinstance(try_to_load_from_cache(str(model), PROCESSOR_FILENAME, revision=revision,
+                                                   cache_dir=kwargs.get("cache_dir")), (str, type(None))):
+            has_processor = False  # the cache remembers that the repo has no such file
         else:
-            has_processor = cached_file(str(model), PROCESSOR_FILENAME, revision=revision,
-                                        _raise_exceptions_for_missing_entries=False, **kwargs) is not None
+            try:
+                hf_hub_download(str(model), PROCESSOR_FILENAME, revision=revision, **kwargs)
+                has_processor = True
+            except RemoteEntryNotFoundError:
+                has_processor = False
+            except LocalEntryNotFoundError:
+                has_processor = False
+                logger.warning("cannot tell whether %s has a %s (offline, and not in the cache): its views are "
+                               "derived from the model config's image_size", model, PROCESSOR_FILENAME)
         if has_processor:
             return cls.from_pretrained(model, revision=revision, **kwargs)
         # AutoConfig knows Phenom and OpenPhenom's legacy "MAE" type once `modeling_phenom` is imported.

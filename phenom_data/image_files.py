@@ -106,16 +106,16 @@ class FileResolver:
             self._folders[folder] = resolve_inside(self.root, folder or ".", allow_absolute=True, what=what)
         return self._folders[folder]
 
-    def file(self, path: str, folder: str | None = None, what: str = "path") -> Path:
-        """`path` inside `folder` (itself inside the root, or absolute), or a path of its own when `folder` is
-        None; an absolute `path` with no folder is taken as named."""
+    def file(self, path: str, folder: str | None = None, what: str = "path", folder_what: str | None = None) -> Path:
+        """`path` inside `folder` (itself inside the root, or absolute; named `folder_what` in errors), or a path of
+        its own when `folder` is None; an absolute `path` with no folder is taken as named."""
         pure = PurePath(path)
         if folder is None:
             if pure.is_absolute():
                 return Path(path)
             folder, path = str(pure.parent), pure.name
             pure = PurePath(path)
-        base = self.folder(folder, what)
+        base = self.folder(folder, folder_what or what)
         if pure.is_absolute():
             raise UnsafePathError(f"{what} {path!r} is absolute inside folder {folder!r}; give a file name or a "
                                   "relative path")

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 
 from modeling_phenom import PhenomImageProcessor
 
+from .atomic import atomic_path
 from .image_files import (
     ChannelFile,
     FileResolver,
@@ -198,7 +200,8 @@ class LoadDataWells(ImageFileWells):
         else:
             folder = values[f"PathName_Orig{name}"].strip()
             url_path(folder, f"{where}: PathName_Orig{name}")  # refuses s3://, https://, ...
-            path = resolver.file(file_name, folder, what=f"{where}: FileName_Orig{name}")
+            path = resolver.file(file_name, folder, what=f"{where}: FileName_Orig{name}",
+                                 folder_what=f"{where}: PathName_Orig{name}")
         frame_text = values.get(f"Frame_Orig{name}", "").strip()
         frame = None
         if frame_text:
@@ -210,8 +213,55 @@ class LoadDataWells(ImageFileWells):
         if illumination_name:
             folder = values[f"PathName_Illum{name}"].strip()
             url_path(folder, f"{where}: PathName_Illum{name}")
-            illumination = resolver.file(illumination_name, folder, what=f"{where}: FileName_Illum{name}")
+            illumination = resolver.file(illumination_name, folder, what=f"{where}: FileName_Illum{name}",
+                                         folder_what=f"{where}: PathName_Illum{name}")
         return ChannelFile(path, frame, illumination)
 
 
-__all__ = ["LoadDataWells", "is_load_data_csv", "select_channels"]
+def write_load_data(
+    directory: str | os.PathLike,
+    images: Mapping[tuple[str, str, str], Mapping[str, np.ndarray]],
+    illumination: Mapping[tuple[str, str], np.ndarray] | None = None,
+    source: str | None = None,
+    csv_name: str = "load_data.csv",
+) -> Path:
+    """Write plates in the LoadData layout JUMP-CP uses (tests, the benchmark, examples) and return the CSV.
+
+    Args:
+        directory: the dataset folder: `images/<plate>/<well>_s<site>_<channel>.tiff` (single-frame TIFF, 8 or 16
+            bit as the arrays are), `illum/<plate>/<plate>_Illum<channel>.npy`, and the CSV with paths relative to
+            it (`PathName_*` is the folder, `FileName_*` the file name).
+        images: `(plate, well, site) -> {channel: [H, W] uint8/uint16}`, one CSV row per key, in this order.
+        illumination: `(plate, channel) -> [H, W] float32`, written as `.npy` and named in `FileName_Illum*` /
+            `PathName_Illum*` columns (JUMP's `load_data_with_illum.csv`); None writes no illumination columns.
+        source: `Metadata_Source` of every row (JUMP's `source_4`, ...); None leaves the column out.
+        csv_name: the CSV's file name (`.csv`, or `.csv.gz` to gzip it).
+    """
+    from PIL import Image
+
+    directory = Path(directory)
+    rows = []
+    for (plate, well, site), channels in images.items():
+        folder = directory / "images" / plate
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {SOURCE: source} if source is not None else {}
+        row.update({"Metadata_Batch": "batch1", PLATE: plate, WELL: well, SITE: site})
+        for channel, array in channels.items():
+            name = f"{well}_s{site}_{channel}.tiff"
+            Image.fromarray(array).save(folder / name, format="TIFF")
+            row[f"FileName_Orig{channel}"], row[f"PathName_Orig{channel}"] = name, f"images/{plate}"
+            if illumination is not None:
+                illum_name = f"{plate}_Illum{channel}.npy"
+                illum_folder = directory / "illum" / plate
+                if not (illum_folder / illum_name).is_file():
+                    illum_folder.mkdir(parents=True, exist_ok=True)
+                    np.save(illum_folder / illum_name, np.asarray(illumination[plate, channel], dtype=np.float32))
+                row[f"FileName_Illum{channel}"], row[f"PathName_Illum{channel}"] = illum_name, f"illum/{plate}"
+        rows.append(row)
+    path = directory / csv_name
+    with atomic_path(path) as temporary:
+        pd.DataFrame(rows).to_csv(temporary, index=False, compression="gzip" if csv_name.endswith(".gz") else None)
+    return path
+
+
+__all__ = ["LoadDataWells", "is_load_data_csv", "select_channels", "write_load_data"]

@@ -117,8 +117,12 @@ def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir,
         run_embed(model_dir, dataset, tmp_path / "resumed.parquet")
     assert len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2  # 4 wells written
     monkeypatch.setattr(WellDataset, "__iter__", original_iter)
+    decoded = []
+    original_decode = rxrx3_core.decode_image
+    monkeypatch.setattr(rxrx3_core, "decode_image", lambda data: decoded.append(1) or original_decode(data))
     assert run_embed(model_dir, dataset, tmp_path / "resumed.parquet") == 0
     assert "resuming: 4 wells already embedded" in capsys.readouterr().err
+    assert len(decoded) == 6 * 6  # only the 6 unfinished wells' channels are decoded, none of the finished ones
     fresh, resumed = read_embeddings(single_run / "tiny_block3.parquet"), read_embeddings(tmp_path / "resumed.parquet")
     assert list(resumed.well_ids) == list(fresh.well_ids) and len(set(resumed.well_ids)) == 10
     np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-6)

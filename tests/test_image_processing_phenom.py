@@ -139,3 +139,25 @@ def test_processor_round_trips_through_auto_image_processor(tmp_path):
     reloaded = AutoImageProcessor.from_pretrained(tmp_path)
     assert isinstance(reloaded, PhenomImageProcessor)
     assert reloaded.crop_size == 128 and reloaded.num_channels == 6
+
+
+def test_the_processor_comes_from_the_saved_model_and_never_silently_defaults_to_256_px(tmp_path, caplog):
+    from conftest import small_config
+
+    from eval.embed import load_processor
+
+    model_dir = tmp_path / "model64"
+    small_config(image_size=64, patch_size=16).save_pretrained(model_dir)
+    derived = load_processor(str(model_dir))  # no preprocessor_config.json: derived from config.image_size
+    assert derived.crop_size == 64 and derived.uint16_rule == "channel_max"
+    PhenomImageProcessor(crop_size=32, uint16_rule="percentile").save_pretrained(model_dir)
+    assert load_processor(str(model_dir)).settings() == {"crop_size": 32, "uint16_rule": "percentile",
+                                                          "uint16_percentiles": [0.1, 99.9]}
+    assert load_processor(str(model_dir), uint16_rule="shift").settings() == {"crop_size": 32, "uint16_rule": "shift"}
+    (model_dir / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(OSError, match="preprocessor_config.json"):  # a file that cannot be read is an error
+        load_processor(str(model_dir))
+    # A Hub model that cannot be reached (tests run offline) is an error too, not a 256 px processor.
+    with pytest.raises(OSError):
+        load_processor("recursionpharma/OpenPhenom")
+    assert "cannot tell whether recursionpharma/OpenPhenom has a preprocessor_config.json" in caplog.text
