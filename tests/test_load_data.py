@@ -1,15 +1,22 @@
-"""Your own plates through `phenom embed`: a CellProfiler LoadData CSV in JUMP-CP's layout (2 plates x 6 wells x 3
-sites, 5 channels plus brightfield, 1080 x 1080 uint16 TIFFs, illumination `.npy` files), written by the test.
+"""Your own plates through `phenom embed` and `phenom pretrain`: a CellProfiler LoadData CSV in JUMP-CP's layout
+(2 plates x 6 wells x 3 sites, 5 channels plus brightfield, 1080 x 1080 uint16 TIFFs, illumination `.npy` files),
+written by the test.
 
 One row per well, each once, whatever the CSV's row order (also gzipped); `--per-site` rows whose mean is the well
-row; channels chosen and ordered by name and recorded; illumination correction exactly CellProfiler's "Divide"; and
-an expected embedding recomputed from the files by hand."""
+row; channels chosen and ordered by name and recorded; illumination correction exactly CellProfiler's "Divide"; an
+expected embedding recomputed from the files by hand; a few pretraining steps on the same plates through the LoadData
+CSV and through Phenom's plate CSV."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import small_config
+from conftest import REPO_ROOT, small_config
 from PIL import Image
 
 from eval import embed
@@ -194,3 +201,30 @@ def test_exclude_drops_finished_wells_before_any_image_is_decoded(plates, monkey
     assert [well.well_id for well in wells] == [well_id(PLATES[1], well) for well in WELLS]
     assert wells.stats.excluded == 6 and len(opened) == 6 * 3  # plate 2 only: 6 wells x 3 sites x 1 channel
     assert all(PLATES[1] in str(path) for path in opened)
+
+
+def pretrain(data, out, *extra):
+    command = [sys.executable, "-m", "phenom", "pretrain", "--config", str(REPO_ROOT / "train/configs/tiny.yaml"),
+               f"data.path={data}", f"output_dir={out}", "max_steps=3", "global_batch_size=4",
+               "per_device_batch_size=4", "log_every=1", "trackers=[]", "reconstruction_every=1000",
+               "data.shuffle_buffer_size=4", "data.record_wells=true", "progress=false", *extra]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    assert json.loads((out / "final" / "preprocessor_config.json").read_text())["crop_size"] == 64
+    return [line.split("\t")[1] for line in (out / "wells-rank0.tsv").read_text().splitlines()]
+
+
+def test_the_same_plates_pretrain_through_the_load_data_csv_and_through_phenoms_plate_csv(plates, tmp_path):
+    five = "model.overrides.decoder_num_modalities=5"  # the CA decoder reconstructs JUMP's five channels
+    wells = pretrain(plates, tmp_path / "load_data", "data.channels=[DNA,ER,RNA,AGP,Mito]", five)
+    assert len(wells) == 12 and set(wells) <= {well_id(plate, well) for plate in PLATES for well in WELLS}
+    rows = [{"well_id": f"{plate}_{well}", "site": site, "channel": channel,
+             "path": f"images/{plate}/{well}_s{site}_{channel}.tiff", "plate": plate}
+            for plate in PLATES for well in WELLS for site in SITES for channel in CHANNELS]
+    pd.DataFrame(rows).to_csv(plates.parent / "plates.csv", index=False)
+    wells = pretrain(plates.parent / "plates.csv", tmp_path / "plate_csv", f"data.channels=[{ORDER}]", five)
+    assert len(wells) == 12 and set(wells) <= {f"{plate}_{well}" for plate in PLATES for well in WELLS}

@@ -65,6 +65,20 @@ def build_wells(data: DataConfig, processor: PhenomImageProcessor, rank: int, wo
     )
 
 
+def check_channels(wells: WellSource, model_config) -> None:
+    """The data's channel count must be what the model reconstructs: a standard model's `num_channels`, the
+    channel-agnostic decoder's `decoder_num_modalities` (one block stack per channel). Checked before any compute,
+    with the override that fits."""
+    names = list(wells.channel_names)
+    if model_config.decoder_type == "channel_agnostic":
+        expected, key = model_config.decoder_num_modalities, "model.overrides.decoder_num_modalities"
+    else:
+        expected, key = model_config.num_channels, "model.overrides.num_channels"
+    if names and len(names) != expected:
+        raise ValueError(f"data.path gives {len(names)} channels {names} but the model reconstructs {expected}: set "
+                         f"{key}={len(names)} (a new model), or choose {expected} channels with data.channels")
+
+
 def require_usable_wells(wells: WellSource, source: str, accelerator) -> None:
     """Fail before any compute, on every process together, when a process's part of the dataset has no complete
     well (the reader splits by parquet row group: a dataset with fewer row groups than processes starves some)."""
@@ -96,4 +110,11 @@ def training_batches(
     return itertools.islice(iter(loader), skip_batches, None)
 
 
-__all__ = ["build_wells", "check_data_source", "require_usable_wells", "training_batches", "training_processor"]
+__all__ = [
+    "build_wells",
+    "check_channels",
+    "check_data_source",
+    "require_usable_wells",
+    "training_batches",
+    "training_processor",
+]

@@ -35,7 +35,14 @@ from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomIm
 from phenom_data.atomic import atomic_write_json
 from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
 from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
-from train.data import build_wells, check_data_source, require_usable_wells, training_batches, training_processor
+from train.data import (
+    build_wells,
+    check_channels,
+    check_data_source,
+    require_usable_wells,
+    training_batches,
+    training_processor,
+)
 from train.distributed import all_finite, build_optimizer_and_schedule, replica_checksums
 from train.logging_utils import JsonlLog, save_reconstruction_grid
 
@@ -109,6 +116,7 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
         model_config = PhenomConfig.from_preset(config.model.preset, **config.model.overrides)
     processor = training_processor(config.data, model_config.image_size, config.model.init_from)
     wells = build_wells(config.data, processor, accelerator.process_index, accelerator.num_processes)
+    check_channels(wells, model_config)
     require_usable_wells(wells, config.data.path, accelerator)
 
     # ---------------------------------------------------------------- model
