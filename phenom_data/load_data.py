@@ -113,10 +113,8 @@ class LoadDataWells(ImageFileWells):
             non-brightfield channel in column order.
         root: folder that relative paths start from (and must stay inside); default: the CSV's folder.
         well_list: a well-list file or iterable of well ids to keep.
-        rank, world_size: this process's share.
-        processor: the model's `PhenomImageProcessor` (16-bit rule, crop size); None: the default 16-bit rule and no
-            check of the field size.
-        exclude: well ids to leave out before any image is read (done already).
+        rank, world_size, processor, exclude: as `ImageFileWells` takes them (this process's share, the model's
+            image processor, well ids done already).
     """
 
     source_name = "LoadData CSV"

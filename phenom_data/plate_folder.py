@@ -91,10 +91,8 @@ class PlateFolderWells(ImageFileWells):
         well_column, channel_column, path_column, site_column: the CSV's column names for the well, the channel, the
             file and the (optional) site.
         well_list: a well-list file or iterable of well ids to keep.
-        rank, world_size: this process's share.
-        processor: the model's `PhenomImageProcessor` (16-bit rule, crop size); None: the default 16-bit rule and no
-            check of the field size.
-        exclude: well ids to leave out before any image is read (done already).
+        rank, world_size, processor, exclude: as `ImageFileWells` takes them (this process's share, the model's
+            image processor, well ids done already).
     """
 
     source_name = "plate CSV"

@@ -51,10 +51,8 @@ class RxRx1Wells(ImageFileWells):
         well_list: a well-list file or iterable; an entry keeps a site when it equals its `site_id` or its RxRx1
             `well_id` (both sites).
         channels: channels to stack, in order: numbers 1..6 or RxRx names (`nuclei`, `er`, ...); default all six.
-        rank, world_size: this process's share.
-        processor: the model's `PhenomImageProcessor` (16-bit rule, crop size); None: the default 16-bit rule and no
-            check of the field size.
-        exclude: well ids to leave out before any image is read (done already).
+        rank, world_size, processor, exclude: as `ImageFileWells` takes them (this process's share, the model's
+            image processor, well ids done already).
     """
 
     source_name = "RxRx1"

@@ -222,3 +222,26 @@ def test_collate_views_batches_wells_with_different_view_counts():
     assert batch["well_index"].tolist() == [0, 0, 0, 0, 1]
     with pytest.raises(ValueError, match="mode must be one of"):
         WellDataset([], mode="center")
+
+
+# ---------------------------------------------------------------------------------------------------- open_wells
+def test_open_wells_detects_every_kind_of_source_and_refuses_options_it_does_not_take(tmp_path):
+    from phenom_data import detect_source, open_wells
+    from phenom_data.load_data import write_load_data
+    from phenom_data.rxrx3_core import shard_filename
+
+    rxrx1_root, _ = rxrx1_release(tmp_path / "rxrx1")
+    plate, _ = plate_csv(tmp_path / "plates")
+    load_data = write_load_data(tmp_path / "jump", {("P1", "A01", "1"): {"DNA": plane(0)}}, csv_name="ld.csv.gz")
+    rxrx3 = tmp_path / "rxrx3"
+    (rxrx3 / shard_filename(0, 1)).parent.mkdir(parents=True)
+    (rxrx3 / shard_filename(0, 1)).write_bytes(b"")
+    kinds = {source: detect_source(source).name
+             for source in (rxrx1_root, plate, load_data, rxrx3, "recursionpharma/rxrx3-core")}
+    assert list(kinds.values()) == ["rxrx1", "plate-csv", "load-data", "rxrx3-core", "rxrx3-core"]
+    processor = PhenomImageProcessor(crop_size=16)
+    assert type(open_wells(plate, processor=processor)).__name__ == "PlateFolderWells"
+    assert type(open_wells(rxrx1_root, processor=processor, experiments=["HEPG2-01"])).__name__ == "RxRx1Wells"
+    assert [well.well_id for well in open_wells(load_data, processor=processor)] == ["P1_A01"]
+    with pytest.raises(ValueError, match=r"option\(s\) perturbation_types do not apply to .*plates.csv \(plate-csv"):
+        open_wells(plate, processor=processor, perturbation_types=["CRISPR"])
