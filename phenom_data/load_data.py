@@ -172,13 +172,15 @@ class LoadDataWells(ImageFileWells):
         metadata = well_metadata(frame, well_ids, metadata_columns)
         resolver = FileResolver(self.root)
         wells: dict[str, WellFiles] = {}
-        records = frame.to_dict("records")  # plain dicts: a pandas row per image set would cost ~100 us each
+        # Plain lists, read by row index: a pandas row (or a records dict) per image set costs more than the rest.
+        values = {column: frame[column].tolist() for column in self._file_columns(frame, channel_names)}
         lines, well_ids, sites = (frame.index + 2).tolist(), well_ids.tolist(), sites.tolist()
-        for row in sorted(range(len(records)), key=lambda row: (well_ids[row], site_sort_key(sites[row]))):
-            well_id, site, values, line = well_ids[row], sites[row], records[row], lines[row]
+        checked: set[str] = set()  # folders whose scheme was checked (one per plate and channel, not per file)
+        for row in sorted(range(len(lines)), key=lambda row: (well_ids[row], site_sort_key(sites[row]))):
+            well_id, site, where = well_ids[row], sites[row], f"{csv} line {lines[row]}"
             files = {}
             for name in channel_names:
-                file = self._channel_file(values, name, resolver, f"{csv} line {line}")
+                file = self._channel_file(values, row, name, resolver, checked, where)
                 if file is not None:
                     files[name] = file
             well = wells.setdefault(well_id, WellFiles(well_id, [], {"well_id": well_id, **metadata[well_id]}))
@@ -187,33 +189,46 @@ class LoadDataWells(ImageFileWells):
                          world_size=world_size, exclude=exclude, filtered=filtered)
 
     @staticmethod
-    def _channel_file(values: dict, name: str, resolver: FileResolver, where: str) -> ChannelFile | None:
-        """The file of channel `name` in one row, or None when its file name is blank (a missing channel)."""
-        file_name = values[f"FileName_Orig{name}"].strip()
+    def _file_columns(frame: pd.DataFrame, channel_names: Sequence[str]) -> list[str]:
+        """The file columns the chosen channels use (`FileName_`, `PathName_`, `URL_`, `Frame_` of `Orig` and
+        `Illum`)."""
+        kinds = ("FileName_Orig", "PathName_Orig", "URL_Orig", "Frame_Orig", "FileName_Illum", "PathName_Illum")
+        return [f"{kind}{name}" for name in channel_names for kind in kinds if f"{kind}{name}" in frame]
+
+    @staticmethod
+    def _channel_file(values: dict[str, list], row: int, name: str, resolver: FileResolver, checked: set[str],
+                      where: str) -> ChannelFile | None:
+        """The file of channel `name` in `row`, or None when its file name is blank (a missing channel)."""
+
+        def value(column: str) -> str:
+            return values[column][row].strip() if column in values else ""
+
+        def local_folder(column: str) -> str:
+            folder = value(column)
+            if folder not in checked:  # refuses s3://, https://, ...
+                url_path(folder, f"{where}: {column}")
+                checked.add(folder)
+            return folder
+
+        file_name = value(f"FileName_Orig{name}")
         if not file_name:
             return None
-        url = values.get(f"URL_Orig{name}", "").strip()
+        url = value(f"URL_Orig{name}")
         if url:
             path = resolver.file(url_path(url, f"{where}: URL_Orig{name}"), what=f"{where}: URL_Orig{name}")
         else:
-            folder = values[f"PathName_Orig{name}"].strip()
-            url_path(folder, f"{where}: PathName_Orig{name}")  # refuses s3://, https://, ...
-            path = resolver.file(file_name, folder, what=f"{where}: FileName_Orig{name}",
+            path = resolver.file(file_name, local_folder(f"PathName_Orig{name}"), what=f"{where}: FileName_Orig{name}",
                                  folder_what=f"{where}: PathName_Orig{name}")
-        frame_text = values.get(f"Frame_Orig{name}", "").strip()
-        frame = None
-        if frame_text:
-            if not frame_text.isdigit():
-                raise ValueError(f"{where}: Frame_Orig{name} {frame_text!r} is not a frame number (0, 1, ...)")
-            frame = int(frame_text)
+        frame_text = value(f"Frame_Orig{name}")
+        if frame_text and not frame_text.isdigit():
+            raise ValueError(f"{where}: Frame_Orig{name} {frame_text!r} is not a frame number (0, 1, ...)")
         illumination = None
-        illumination_name = values.get(f"FileName_Illum{name}", "").strip()
+        illumination_name = value(f"FileName_Illum{name}")
         if illumination_name:
-            folder = values[f"PathName_Illum{name}"].strip()
-            url_path(folder, f"{where}: PathName_Illum{name}")
-            illumination = resolver.file(illumination_name, folder, what=f"{where}: FileName_Illum{name}",
+            illumination = resolver.file(illumination_name, local_folder(f"PathName_Illum{name}"),
+                                         what=f"{where}: FileName_Illum{name}",
                                          folder_what=f"{where}: PathName_Illum{name}")
-        return ChannelFile(path, frame, illumination)
+        return ChannelFile(path, int(frame_text) if frame_text else None, illumination)
 
 
 def write_load_data(
