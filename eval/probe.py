@@ -424,7 +424,9 @@ def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None
         return existing
     argv = ["--model", model, "--data", data, "--out", str(out), "--blocks", "all", "--device", device,
             "--batch-size", str(batch_size)]
-    if metadata:
+    from phenom_data import detect_source
+
+    if metadata and "metadata" in detect_source(data).options:  # a LoadData CSV's labels are not the reader's
         argv += ["--metadata", metadata]
     if revision:
         argv += ["--revision", revision]
@@ -444,7 +446,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     source = parser.add_argument_group("embeddings (either a model and a dataset, or existing files)")
     source.add_argument("--model", help="model: Hub repo id or save_pretrained directory (embeds every block)")
-    source.add_argument("--data", help="dataset for --model: RxRx3-core Hub id or a local folder in its layout")
+    source.add_argument("--data", help="dataset for --model: any phenom embed --data source (RxRx3-core, RxRx1, a "
+                                       "LoadData or plate CSV with --metadata)")
     source.add_argument("--embeddings", nargs="+", metavar="FILE",
                         help="existing per-block embeddings files <name>_block<k>.parquet (official layout)")
     parser.add_argument("--metadata", metavar="CSV",
