@@ -443,7 +443,7 @@ class WellSource:
 
     source_name = "wells"
     # The channels stacked, in order, by name (recorded in the embeddings' provenance); readers set their own.
-    channel_names: list[str] = []
+    channel_names: Sequence[str] = ()
 
     def __init__(self, rank: int = 0, world_size: int = 1):
         check_partition(rank, world_size)
