@@ -25,6 +25,7 @@ def test_data_throughput_benchmark_smoke_mode_runs_the_whole_pipeline_and_writes
     assert results["load-data TIFF pipeline"]["wells"] == 4
     assert results["rxrx3-core pipeline, resumed half done"]["wells"] == 2
     assert results["load-data TIFF pipeline, resumed half done"]["wells"] == 2
+    assert results["load-data TIFF pipeline, second half only"]["wells"] == 2
     assert results["decode only: pillow"]["wells_per_core_s"] > 0
     assert set(report["resumed_half_done_share_of_full_time_on_finished_wells"]) == {"rxrx3-core pipeline",
                                                                                      "load-data TIFF pipeline"}
