@@ -164,8 +164,11 @@ def divide_by_illumination(image: np.ndarray, illumination: np.ndarray, path: st
     if illumination.shape != image.shape:
         raise SiteError(BAD_ILLUMINATION, f"illumination file {path} is {illumination.shape}, its image "
                                           f"{image.shape}")
-    corrected = np.rint(image.astype(np.float32) / illumination)
-    return np.clip(corrected, 0, np.iinfo(image.dtype).max).astype(image.dtype)
+    corrected = image.astype(np.float32)
+    np.divide(corrected, illumination, out=corrected)  # in place: a 1080 px field is 4.7 MB per temporary
+    np.rint(corrected, out=corrected)
+    np.clip(corrected, 0, np.iinfo(image.dtype).max, out=corrected)
+    return corrected.astype(image.dtype)
 
 
 def site_sort_key(name: str) -> tuple:
