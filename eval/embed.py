@@ -23,7 +23,7 @@ same options embeds only the wells it is missing (the reader drops finished well
 none lost or duplicated. Under `accelerate launch` every process reads its own share of the wells (`rank`,
 `world_size`) and the main process merges the parts at the end.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
-`anndata` package (`pip install "phenom[anndata]"`).
+`anndata` package (`pip install "phenom-microscopy[anndata]"`).
 """
 
 from __future__ import annotations
@@ -156,7 +156,9 @@ def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[i
     try:
         import anndata
     except ImportError:
-        raise SystemExit("--format anndata needs the anndata package: pip install \"phenom[anndata]\"") from None
+        raise SystemExit(
+            "--format anndata needs the anndata package: pip install \"phenom-microscopy[anndata]\""
+        ) from None
     import pandas as pd
 
     from .embeddings_file import read_metadata

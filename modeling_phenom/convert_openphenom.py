@@ -221,6 +221,8 @@ class OpenPhenomConfig(PhenomConfig):
     """
 
     model_type = LEGACY_MODEL_TYPE
+    # This module is no part of the remote code a saved directory carries (its auto_map names PhenomConfig).
+    _auto_class = None
 
     def __init__(self, **kwargs):
         kwargs.pop("model_type", None)
@@ -502,7 +504,12 @@ def load_openphenom_state_dict(
 class OpenPhenomLoadingMixin:
     """`from_pretrained` for directories and Hub repos in the released OpenPhenom layout (config.json with model_type
     "MAE", weights in the released format); the loaded model is then loaded by transformers from the mapped state
-    dict, so `dtype`, `device_map` and `output_loading_info` work as usual."""
+    dict, so `dtype`, `device_map` and `output_loading_info` work as usual.
+
+    Saved, such a model is a plain Phenom directory without remote code (this module is no part of it); `phenom
+    convert` writes the native classes, with their code."""
+
+    _auto_class = None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -553,7 +560,9 @@ def _license_statement(source: str, license_file: str | None) -> str:
         + "library_name: transformers\ntags:\n- phenom\n- microscopy\n---\n\n"
         f"# Phenom conversion of `{source}`\n\n"
         f"Converted from the OpenPhenom checkpoint `{source}` by `phenom convert` (native Phenom config and "
-        "safetensors; load with `import modeling_phenom` and `AutoModel.from_pretrained(<this directory>)`).\n\n"
+        "safetensors; load with `import modeling_phenom` and `AutoModel.from_pretrained(<this directory>)`, or "
+        "without Phenom installed with `AutoModel.from_pretrained(<this directory>, trust_remote_code=True)`, which "
+        "runs the Phenom source files saved here).\n\n"
         f"**License.** OpenPhenom weights are released by Recursion under the {LICENSE_NAME}: non-commercial use "
         f"only. The conversion does not change that license. {kept}\n"
     )

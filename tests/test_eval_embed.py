@@ -126,7 +126,8 @@ def test_block_paths_name_one_file_per_block():
 
 
 def test_anndata_export_holds_features_metadata_and_provenance(tmp_path):
-    anndata = pytest.importorskip("anndata", reason="optional: pip install 'phenom[anndata]' (needs pandas < 3)")
+    anndata = pytest.importorskip("anndata",
+                                  reason="optional: pip install 'phenom-microscopy[anndata]' (needs pandas < 3)")
     import pandas as pd
 
     from eval.embed import write_anndata
