@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+from phenom_data.errors import command, report_error
+from phenom_data.paths import resolve_inside, safe_component
 
 from .model_info import (
     LicenseError,
@@ -175,7 +176,7 @@ def write_card(card, out_dir: str | Path, results: Sequence[BenchmarkResults]) -
     out_dir = Path(out_dir)
     copies = []
     for result, path_in_repo in zip(results, results_paths_in_repo(results), strict=True):
-        target = out_dir / path_in_repo
+        target = resolve_inside(out_dir, path_in_repo, what="results copy")
         atomic_write_bytes(target, result.path.read_bytes())
         copies.append((target, path_in_repo))
     readme = atomic_write_text(out_dir / "README.md", str(card))
@@ -183,12 +184,15 @@ def write_card(card, out_dir: str | Path, results: Sequence[BenchmarkResults]) -
 
 
 def results_paths_in_repo(results: Sequence[BenchmarkResults]) -> list[str]:
-    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file."""
+    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file. The dataset and correction come from
+    results files (untrusted): each becomes one file-name component (`phenom_data.paths.safe_component`), so a
+    crafted `correction` such as `x/../../name` stays a name inside `phenom_results/<dataset>/`."""
     paths: list[str] = []
     for result in results:
         stem = "all-blocks" if result.block is None else f"block{result.block}"
         stem += f"_{result.correction}" if result.correction else ""
-        base = f"{RESULTS_FOLDER}/{_slug(dataset_identity(result.dataset)[1])}/{stem}"
+        dataset = safe_component(_slug(dataset_identity(result.dataset)[1]), what="dataset name")
+        base = f"{RESULTS_FOLDER}/{dataset}/{safe_component(stem, what='correction')}"
         candidate, number = f"{base}.json", 2
         while candidate in paths:
             candidate, number = f"{base}_{number}.json", number + 1
@@ -517,6 +521,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from .publish import PublishError, execute, plan_push, print_plan, require_push_credentials, stage_model_files
 
@@ -553,8 +558,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             else:
                 execute(operations, token)
     except (ResultsError, ModelSourceError, LicenseError, CardError, PublishError) as error:
-        print(f"{prog or 'phenom card'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom card", error)
     return 0
 
 

@@ -87,8 +87,8 @@ def detect_source(source: str | os.PathLike) -> SourceKind:
         if kind.detect(text):
             return kind
     if not Path(text).exists():
-        raise FileNotFoundError(f"data source {text} does not exist (give a local file or folder, or a Hub dataset "
-                                "id owner/name)")
+        raise FileNotFoundError(f"data source {text} is neither a local directory nor a Hub dataset repo id "
+                                "(owner/name), nor a CSV file: it does not exist")
     described = "; ".join(f"{kind.name}: {kind.description}" for kind in kinds)
     raise ValueError(f"data source {text} is none of the kinds Phenom reads ({described})")
 

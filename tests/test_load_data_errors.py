@@ -153,5 +153,5 @@ def test_malformed_load_data_csvs_are_refused_before_any_work(tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"data source .*other.csv is none of the kinds Phenom reads \(load-data: "):
         detect_source(tmp_path / "other.csv")
-    with pytest.raises(FileNotFoundError, match="data source .*absent.csv does not exist"):
+    with pytest.raises(FileNotFoundError, match="data source .*absent.csv is neither a local directory nor a Hub"):
         open_wells(tmp_path / "absent.csv", processor=PhenomImageProcessor())
