@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_utils import ChannelDimension
 
 # RxRx1/RxRx3 Cell Painting channel order (rxrx-datasets README): w1..w6.
 RXRX_CHANNEL_NAMES = ("nuclei", "er", "actin", "rna", "mitochondria", "golgi")
@@ -80,6 +81,7 @@ class PhenomImageProcessor(BaseImageProcessor):
         generator: np.random.Generator | None = None,
         return_well_index: bool = False,
         return_tensors: str | None = "pt",
+        input_data_format: str | ChannelDimension | None = None,
         **unused,
     ) -> BatchFeature:
         """Views of one well or a batch of wells.
@@ -87,13 +89,17 @@ class PhenomImageProcessor(BaseImageProcessor):
         Args:
             mode: `"tiles"` (inference: all views of each well) or `"random_crop"` (training: one random view per
                 well, drawn from `generator`).
+            input_data_format: layout of array and tensor wells: `"channels_first"` (`[C, H, W]`, the default) or
+                `"channels_last"` (`[H, W, C]`); a batch has a leading well axis either way. Channel lists and
+                dicts (2-D images) and PIL images (bands) carry their own layout.
         Returns:
             `BatchFeature` with `pixel_values` uint8 `[num_views, C, crop_size, crop_size]` (and `well_index` int64
             `[num_views]` if asked).
         """
         if mode not in ("tiles", "random_crop"):
             raise ValueError(f"mode must be 'tiles' or 'random_crop', got {mode!r}")
-        wells = [self.stack_well(well) for well in self._split_batch(images)]
+        channels_last = self._is_channels_last(input_data_format)
+        wells = [self.stack_well(well, channels_last) for well in self._split_batch(images)]
         views, well_index = [], []
         for index, well in enumerate(wells):
             well_views = self.tiles(well) if mode == "tiles" else self.random_crop(well, generator)[None]
@@ -108,6 +114,17 @@ class PhenomImageProcessor(BaseImageProcessor):
         return BatchFeature(data=data)
 
     # ------------------------------------------------------------------ wells
+    @staticmethod
+    def _is_channels_last(input_data_format: str | ChannelDimension | None) -> bool:
+        if input_data_format is None:
+            return False
+        if input_data_format not in (ChannelDimension.FIRST, ChannelDimension.LAST):
+            raise ValueError(
+                f"input_data_format must be 'channels_first' or 'channels_last' (or None: channels first), got "
+                f"{input_data_format!r}"
+            )
+        return input_data_format == ChannelDimension.LAST
+
     @staticmethod
     def _is_single_channel(image) -> bool:
         if hasattr(image, "getbands"):
@@ -126,8 +143,9 @@ class PhenomImageProcessor(BaseImageProcessor):
             return list(images)
         return [images]
 
-    def stack_well(self, well) -> np.ndarray:
-        """One well in any accepted form -> uint8 `[C, H, W]`."""
+    def stack_well(self, well, channels_last: bool = False) -> np.ndarray:
+        """One well in any accepted form -> uint8 `[C, H, W]` (`channels_last`: a 3-D array or tensor is
+        `[H, W, C]`)."""
         if isinstance(well, Mapping):
             missing = [name for name in self.channel_names if name not in well]
             extra = [name for name in well if name not in self.channel_names]
@@ -148,6 +166,8 @@ class PhenomImageProcessor(BaseImageProcessor):
             stacked = np.stack(channels)
         else:
             array = self._to_array(well)
+            if channels_last and array.ndim == 3 and not hasattr(well, "getbands"):  # PIL is already channel-first
+                array = np.moveaxis(array, -1, 0)
             if array.ndim == 2:
                 array = array[None]
             if array.ndim != 3:
