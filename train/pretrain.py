@@ -109,9 +109,6 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
         model = PhenomForMaskedImageModeling.from_pretrained(config.model.init_from, **config.model.overrides)
     else:
         model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
-    # The encoder's fc_norm head is not on the MAE path (openphenom.md §3.5): frozen, so that DDP needs no search
-    # for unused parameters and the optimizer does not decay it.
-    model.phenom.fc_norm.requires_grad_(False)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
