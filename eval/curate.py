@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_write_text
+from phenom_data.errors import command, report_error
 
 from .aggregate import COMPOUND, perturbation_labels, perturbation_types
 from .consistency import DEFAULT_DRAWS, cauchy_combination, consistency_p_values
@@ -270,6 +271,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     prog = prog or "phenom curate"
@@ -286,8 +288,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         result.summary.update(embeddings=str(args.embeddings), metadata=str(args.metadata))
         paths = write_curation(result, args.out)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog, error)
     print(format_summary(result.summary))
     print(f"wrote {paths['well_list']} ({len(result.well_ids)} wells), {paths['table']}, {paths['summary']}")
     return 0

@@ -14,10 +14,13 @@ the official `OpenPhenom_rxrx3_core_embeddings.parquet`: `well_id`, `feature_0 .
 per block (`<name>_block<k>.parquet`) when several blocks are asked for, rows sorted by `well_id`.
 
 Embeddings are written as they are computed (`eval/embedding_store.py`): an interrupted run started again with the
-same options embeds only the wells it is missing, with none lost or duplicated. Under `accelerate launch` every
-process reads its own share of the wells (`rank`, `world_size`) and the main process merges the parts at the end.
+same options embeds only the wells it is missing, with none lost or duplicated; parts are resumed only when the
+fingerprints of the model's files and of the data, and every option that changes an embedding, are the same. One run
+per `--out` at a time: a second one is refused at once, naming the first (`phenom_data.locks`). Under
+`accelerate launch` every process reads its own share of the wells (`rank`, `world_size`) and the main process
+merges the parts at the end.
 `--format anndata` writes `.h5ad` files (features in `X`, the metadata CSV's columns in `obs`) and needs the optional
-`anndata` package (`pip install "phenom[anndata]"`).
+`anndata` package (`pip install "phenom-microscopy[anndata]"`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding_store import EmbeddingStore, block_paths
+from phenom_data.errors import command
+
+from .embedding_store import EmbeddingStore, block_paths, parts_folder
 
 FORMATS = ("parquet", "anndata")
 DEFAULT_BATCH_SIZE = 8
@@ -92,8 +97,11 @@ def load_model(model_id: str, device, revision: str | None = None):
     from transformers import AutoModel
 
     import modeling_phenom  # noqa: F401  (registers Phenom and OpenPhenom's legacy model type)
+    from modeling_phenom.loading import check_model_source, load_pretrained
 
-    model = AutoModel.from_pretrained(model_id, revision=revision)
+    check_model_source(model_id)
+    # Refused when tensors are missing or unexpected, or a weight is NaN (never a silently re-initialized block).
+    model = load_pretrained(AutoModel, model_id, revision=revision)
     if not hasattr(model, "get_block_embeddings"):
         raise ValueError(f"{model_id} loads as {type(model).__name__}, which has no get_block_embeddings; "
                          "phenom embed needs a Phenom (or OpenPhenom) model")
@@ -155,13 +163,19 @@ def embed_into_store(model, loader, blocks: list[int], store: EmbeddingStore, ra
     return num_wells
 
 
+def require_anndata() -> None:
+    """`--format anndata` needs the optional anndata package: say so before any work."""
+    try:
+        import anndata  # noqa: F401
+    except ImportError:
+        raise ValueError("--format anndata needs the anndata package: pip install \"phenom-microscopy[anndata]\"") \
+            from None
+
+
 def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[int, np.ndarray], metadata_csv,
                   provenance: dict) -> None:
     """One `.h5ad` per block: `X` the embeddings, `obs` the metadata rows (index `well_id`), `uns["phenom"]`."""
-    try:
-        import anndata
-    except ImportError:
-        raise SystemExit("--format anndata needs the anndata package: pip install \"phenom[anndata]\"") from None
+    import anndata
     import pandas as pd
 
     from .embeddings_file import read_metadata
@@ -240,7 +254,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--part-wells", type=int, default=DEFAULT_PART_WELLS,
                         help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
     parser.add_argument("--revision", help="Hub revision of the model and the dataset")
-    parser.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist and discard the parts of an interrupted run "
+                             "(without it, the same command resumes that run)")
     parser.add_argument("--per-channel", action="store_true",
                         help="channel-agnostic models: each channel's token mean side by side (C x hidden_size "
                              "features) instead of the mean over all tokens")
@@ -248,44 +264,80 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_outputs(out: Path, outputs: dict[int, Path], parts_dir: Path, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that cannot be written: a folder where a file goes, or existing files
+    without `overwrite` (unless the parts of an interrupted run are there to finish)."""
+    folders = [str(path) for path in (out, *outputs.values()) if path.is_dir()]
+    if folders:
+        raise ValueError(f"--out must name a file (e.g. embeddings.parquet); {', '.join(folders)} is a folder")
+    existing = [str(path) for path in outputs.values() if path.exists()]
+    if existing and not overwrite and not parts_dir.is_dir():
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+
+
+def embedding_settings(args, processor, outputs: dict[int, Path], parts_dir: Path) -> dict:
+    """What must match for parts to be resumed: fingerprints of the model files and the data (content, so that
+    `data/` and `./data` are one source and new weights behind the same path are another), and every option that
+    changes an embedding."""
+    from phenom_data.fingerprint import data_fingerprint, model_fingerprint, optional_file_fingerprint
+
+    return {"model": model_fingerprint(args.model, args.revision), "processor": processor.to_dict(),
+            "data": data_fingerprint(args.data, args.revision, exclude=(parts_dir, *outputs.values())),
+            "metadata": optional_file_fingerprint(args.metadata), "experiments": args.experiments,
+            "well_list": optional_file_fingerprint(args.well_list), "per_channel": args.per_channel,
+            "dtype": args.dtype}
+
+
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    prog = prog or "phenom embed"
     if args.batch_size < 1 or args.part_wells < 1 or args.num_workers < 0:
-        raise SystemExit(f"{prog}: --batch-size and --part-wells must be >= 1, --num-workers >= 0")
+        raise ValueError(f"--batch-size and --part-wells must be >= 1 and --num-workers >= 0; got {args.batch_size}, "
+                         f"{args.part_wells} and {args.num_workers}")
 
-    import torch
     from accelerate import PartialState
 
-    from phenom_data import WellDataset
+    from phenom_data.errors import on_main_process
+    from phenom_data.locks import lock_on_main_process
 
     state = PartialState(cpu=args.device == "cpu")
     if args.device == "cuda" and state.device.type != "cuda":
-        raise SystemExit(f"{prog}: --device cuda but no CUDA device is available")
-    model = load_model(args.model, state.device, revision=args.revision)
-    blocks = model.resolve_blocks(args.blocks)
-    if args.per_channel and not model.config.channel_agnostic:  # the model refuses too; say so before any work
-        raise SystemExit(f"{prog}: --per-channel needs a channel-agnostic model (one token set per channel); "
-                         f"{args.model} embeds all channels in each token")
-    suffix = ".h5ad" if args.format == "anndata" else ".parquet"
-    outputs = block_paths(args.out, blocks, suffix)
-    store = EmbeddingStore(args.out, blocks, {"model": args.model, "data": args.data, "metadata": args.metadata,
-                                              "experiments": args.experiments, "well_list": args.well_list,
-                                              "per_channel": args.per_channel})
-    existing = [str(path) for path in outputs.values() if path.exists()]
-    if existing and not args.overwrite and not store.parts_dir.is_dir():
-        raise SystemExit(f"{prog}: {', '.join(existing)} already exist(s); pass --overwrite to replace")
-    if state.is_main_process:
-        store.prepare()
-    state.wait_for_everyone()
+        raise ValueError("--device cuda but no CUDA device is available")
+    lock = lock_on_main_process(state, args.out, "--out")  # one run per output: a second one is refused at once
+    try:
+        model = load_model(args.model, state.device, revision=args.revision)
+        blocks = model.resolve_blocks(args.blocks)
+        if args.per_channel and not model.config.channel_agnostic:  # the model refuses too; say so before any work
+            raise ValueError(f"--per-channel needs a channel-agnostic model (one token set per channel); "
+                             f"{args.model} embeds all channels in each token")
+        if args.format == "anndata":
+            require_anndata()
+        outputs = block_paths(args.out, blocks, ".h5ad" if args.format == "anndata" else ".parquet")
+        # The model's own views: its processor's crop size is the image size it was trained on.
+        processor = load_processor(args.model, args.revision)
+        wells = open_wells(args.data, args.metadata, args.experiments, args.well_list, state.process_index,
+                           state.num_processes, args.revision)
+        parts_dir = parts_folder(args.out)
+        check_outputs(args.out, outputs, parts_dir, args.overwrite)
+        store = EmbeddingStore(args.out, blocks, embedding_settings(args, processor, outputs, parts_dir))
+        on_main_process(state, lambda: store.prepare(overwrite=args.overwrite))
+        embed_wells(args, state, model, blocks, processor, wells, store, outputs)
+    finally:
+        if lock is not None:
+            lock.release()
+    return 0
+
+
+def embed_wells(args, state, model, blocks: list[int], processor, wells, store: EmbeddingStore,
+                outputs: dict[int, Path]) -> None:
+    """Embed the wells the parts do not hold yet, then (main process) merge the parts into the outputs."""
+    import torch
+
+    from phenom_data import WellDataset
+
     done = store.done_well_ids()
     if done and state.is_main_process:
         print(f"resuming: {len(done)} wells already embedded in {store.parts_dir}", file=sys.stderr)
-
-    wells = open_wells(args.data, args.metadata, args.experiments, args.well_list, state.process_index,
-                       state.num_processes, args.revision)
-    # The model's own views: its processor's crop size is the image size it was trained on.
-    processor = load_processor(args.model, args.revision)
     dataset = WellDataset(RemainingWells(wells, done), mode="tiles", processor=processor)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
                                          collate_fn=collate_wells)
@@ -312,7 +364,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for block, path in written.items():
             print(f"block {block}: {path}")
     state.wait_for_everyone()
-    return 0
 
 
 __all__ = [
@@ -323,6 +374,10 @@ __all__ = [
     "well_means",
     "load_model",
     "embed_into_store",
+    "check_outputs",
+    "embedding_settings",
+    "embed_wells",
+    "require_anndata",
     "write_anndata",
     "is_rxrx1_release",
     "open_wells",

@@ -3,7 +3,11 @@
 While embedding, every process appends part files to `<out>.parts/` (next to the output), each written atomically
 (temporary name, then rename), so a part is either complete or absent: `part-r<rank>-<run>-<n>.parquet` with a
 `well_id` column and one fixed-size float32 list column `block<k>` per block. `settings.json` in that folder pins
-what the parts were computed with (model, data, blocks); a run with other settings refuses to mix its wells in.
+what the parts were computed with: the fingerprints of the model's files and of the data (content, not paths:
+`phenom_data.fingerprint`), the blocks and every option that changes an embedding. Parts written with other
+settings are never mixed in: a run is refused with what differs. With `overwrite` a run starts again from no parts
+(resuming is the same command without `--overwrite`). Settings without any part yet (a run that failed before its
+first part) bind nothing and are replaced.
 
 On restart, `done_well_ids()` reads the well ids of every part (whichever process wrote it), so an interrupted run
 resumes with no well lost or embedded twice, also with another number of processes. `merge()` checks that no well
@@ -24,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phenom_data.atomic import atomic_path, atomic_write_json
+from phenom_data.fingerprint import differences
 
 from .embeddings_file import WELL_ID_COLUMN, write_embeddings
 
@@ -35,6 +40,12 @@ def block_paths(out: str | os.PathLike, blocks: list[int], suffix: str = ".parqu
         return {blocks[0]: out.with_suffix(suffix)}
     stem = out.name.removesuffix(out.suffix) if out.suffix else out.name
     return {block: out.with_name(f"{stem}_block{block}{suffix}") for block in blocks}
+
+
+def parts_folder(out: str | os.PathLike) -> Path:
+    """The parts folder of output `out`: `<out>.parts` beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.parts")
 
 
 class EmbeddingStore:
@@ -50,19 +61,25 @@ class EmbeddingStore:
         self.out = Path(out)
         self.blocks = list(blocks)
         self.settings = {**settings, "blocks": self.blocks}
-        self.parts_dir = self.out.with_name(f"{self.out.name}.parts")
+        self.parts_dir = parts_folder(self.out)
         self.run_id = uuid.uuid4().hex[:8]
         self.num_parts_written = 0
 
-    def prepare(self) -> None:
-        """Create the parts folder, or check that an existing one was written with the same settings."""
+    def prepare(self, overwrite: bool = False) -> None:
+        """Create the parts folder, or check that the parts in an existing one were written with the same settings
+        (module docstring); `overwrite` deletes existing parts first (the run starts again)."""
         settings_path = self.parts_dir / "settings.json"
-        if settings_path.is_file():
-            existing = json.loads(settings_path.read_text())
+        for stale in self.parts_dir.glob(".part-*.tmp"):  # a part being written when its run was killed
+            stale.unlink()
+        if overwrite:
+            self.remove()
+        elif self.part_files():
+            existing = json.loads(settings_path.read_text()) if settings_path.is_file() else None
             if existing != self.settings:
-                raise ValueError(f"{self.parts_dir} holds parts of another run ({existing}); resume with the same "
-                                 f"options or delete that folder to start again (this run: {self.settings})")
-            return
+                found = differences(existing, self.settings) if existing is not None else ["no settings.json"]
+                raise ValueError(f"{self.parts_dir} holds {len(self.part_files())} parts of an embedding run with "
+                                 f"other settings ({'; '.join(found)}); rerun with the same options and data to "
+                                 "resume it, or pass --overwrite to discard those parts and start again")
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(settings_path, self.settings)
 
@@ -100,7 +117,7 @@ class EmbeddingStore:
         unique, counts = np.unique(well_ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{int((counts > 1).sum())} wells were embedded more than once in {self.parts_dir}, "
-                             f"e.g. {list(unique[counts > 1][:5])}")
+                             f"e.g. {list(unique[counts > 1][:5])}; pass --overwrite to embed them again")
         order = np.argsort(well_ids, kind="stable")
         features = {}
         for block in self.blocks:
@@ -123,4 +140,4 @@ class EmbeddingStore:
         return paths
 
 
-__all__ = ["block_paths", "EmbeddingStore"]
+__all__ = ["block_paths", "EmbeddingStore", "parts_folder"]

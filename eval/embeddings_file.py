@@ -94,6 +94,22 @@ def check_features(well_ids: np.ndarray, features: np.ndarray, source: str, allo
                          "RxRx3-core benchmark notebook does)")
 
 
+def check_embeddings_file(path: str | os.PathLike) -> list[str]:
+    """Cheap checks of an embeddings file from its parquet footer alone (no rows read): it exists, is parquet, has
+    the layout and at least one row. Returns its feature columns; raises `ValueError` / `FileNotFoundError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path} is not a readable parquet file ({error})") from None
+    columns = _check_layout(list(parquet.schema_arrow.names), path)
+    if parquet.metadata.num_rows == 0:
+        raise ValueError(f"{path} holds no wells (0 rows): embed some wells before evaluating")
+    return columns
+
+
 def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> WellEmbeddings:
     """Read and check an embeddings parquet file (DESIGN §6 layout).
 
@@ -101,10 +117,8 @@ def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> 
     notebook's defensive `groupby("well_id").mean()`), in order of first appearance.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"embeddings file not found: {path}")
+    columns = check_embeddings_file(path)
     schema = pq.read_schema(path)
-    columns = _check_layout(list(schema.names), path)
     table = pq.read_table(path, columns=[WELL_ID_COLUMN, *columns])
     well_ids = np.asarray(table.column(WELL_ID_COLUMN).to_pylist(), dtype=object)
     if any(well_id is None for well_id in well_ids):
@@ -178,6 +192,7 @@ __all__ = [
     "block_from_path",
     "feature_columns",
     "check_features",
+    "check_embeddings_file",
     "read_embeddings",
     "embeddings_table",
     "write_embeddings",

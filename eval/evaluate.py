@@ -34,12 +34,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from phenom_data.errors import command, report_error
+
 from . import compound_gene, perturbation_signal, recall, replicate_consistency
 from .aggregate import AGGREGATIONS, aggregate, is_control, perturbation_labels
 from .benchmark_plots import plot_context_benchmarks
 from .context import BenchmarkNotApplicable, BenchmarkResult, EvalContext
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
-from .embeddings_file import WellEmbeddings, block_from_path, join_metadata, read_embeddings, read_metadata
+from .embeddings_file import (
+    WellEmbeddings,
+    block_from_path,
+    check_embeddings_file,
+    join_metadata,
+    read_embeddings,
+    read_metadata,
+)
 from .plots import plot_complex_heatmap, plot_recall
 from .results import EvalResults, merge_benchmark_results, write_results
 
@@ -176,6 +185,8 @@ def evaluate(embeddings: list[str | Path], metadata: str | Path, out_dir: str | 
     options = options or EvalOptions()
     paths, out_dir = [Path(path) for path in embeddings], Path(out_dir)
     folders = output_folders(paths, out_dir)
+    for path in paths:  # every file's problems before the first file's work
+        check_embeddings_file(path)
     metadata_table = read_metadata(metadata)
     all_results = []
     for path, folder in zip(paths, folders, strict=True):
@@ -251,10 +262,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.seeds < 0 or args.compound_gene_seeds < 0:
-        raise SystemExit(f"{prog or 'phenom eval'}: --seeds and --compound-gene-seeds must be >= 0")
+        raise ValueError(f"--seeds and --compound-gene-seeds must be >= 0, got {args.seeds} and "
+                         f"{args.compound_gene_seeds}")
     options = EvalOptions(
         correction=args.correction, aggregation=args.aggregate, annotations_dir=args.annotations, null=args.null,
         batch_column=args.batch_column, control_key=args.control_key, num_seeds=args.seeds,
@@ -265,8 +278,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         results = evaluate(args.embeddings, args.metadata, args.out, options)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog or 'phenom eval'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom eval", error)
     print(format_table(results))
     return 0
 

@@ -44,6 +44,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phenom_data.atomic import atomic_write_json
+from phenom_data.errors import command, report_error
 
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
@@ -474,6 +475,7 @@ def format_curve(result: ProbeResult) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -506,8 +508,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         result = run_probe(table, split, block_features(table, files, args.correction, args.control_key),
                            seed=args.seed, max_iter=args.max_iter, show_progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog, error)
     provenance = file_provenance(next(iter(files.values())))
     results = probe_results(
         result,

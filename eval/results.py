@@ -28,7 +28,7 @@ from .context import BenchmarkResult
 
 # The sources averaged into the paper's "Recall" (SIGNOR ships with EFAAR but the paper leaves it out).
 PAPER_RECALL_SOURCES = ("CORUM", "HuMAP", "Reactome", "StringDB")
-_VERSIONED_PACKAGES = ("phenom", "numpy", "scipy", "scikit-learn", "pandas", "pyarrow", "torch", "transformers")
+_VERSIONED_PACKAGES = ("numpy", "scipy", "scikit-learn", "pandas", "pyarrow", "torch", "transformers")
 
 
 def threshold_name(lower: float, upper: float) -> str:
@@ -62,9 +62,18 @@ def merge_benchmark_results(results) -> BenchmarkResult:
     return merged
 
 
+def phenom_distribution() -> str | None:
+    """The installed distribution that provides Phenom's packages (pyproject's `name`), or None without an install."""
+    names = importlib_metadata.packages_distributions().get("modeling_phenom")
+    return names[0] if names else None
+
+
 def package_versions() -> dict:
+    """`{distribution: version}` of Phenom (under its distribution name) and the libraries results depend on."""
     versions = {}
-    for name in _VERSIONED_PACKAGES:
+    for name in (phenom_distribution(), *_VERSIONED_PACKAGES):
+        if name is None:
+            continue
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:

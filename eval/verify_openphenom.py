@@ -23,7 +23,6 @@ reaches `--min-cosine`.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_path, atomic_write_json
+from phenom_data.errors import command, report_error
 
 MODEL_REPO = "recursionpharma/OpenPhenom"
 DATASET_REPO = "recursionpharma/rxrx3-core"
@@ -289,16 +289,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.wells < 1:
-        raise SystemExit(f"{prog or 'verify-openphenom'}: --wells must be at least 1, got {args.wells}")
+        raise ValueError(f"--wells must be at least 1, got {args.wells}")
     try:
         files = required_files(args.model, args.shard)
         preflight(files, args.cache_dir)
     except (VerificationUnavailable, ValueError) as error:
-        print(f"{prog or 'verify-openphenom'}: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom verify-openphenom", error)
 
     import torch
     from transformers import AutoModel

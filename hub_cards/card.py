@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+from phenom_data.errors import command, report_error
+from phenom_data.paths import resolve_inside, safe_component
 
 from .model_info import (
     LicenseError,
@@ -59,6 +60,7 @@ TASK_TYPE = "image-feature-extraction"
 TASK_NAME = "Cell microscopy representation benchmarks"
 TAGS = ["biology", "microscopy", "cell-painting", "mae", "phenom", "vision-transformer"]
 RESULTS_FOLDER = "phenom_results"
+MODEL_FILES_FOLDER = "model_files"  # under --out: the config files and Phenom source files --upload-model writes
 GET_STARTED_HEADING = "## How to get started"
 
 
@@ -174,7 +176,7 @@ def write_card(card, out_dir: str | Path, results: Sequence[BenchmarkResults]) -
     out_dir = Path(out_dir)
     copies = []
     for result, path_in_repo in zip(results, results_paths_in_repo(results), strict=True):
-        target = out_dir / path_in_repo
+        target = resolve_inside(out_dir, path_in_repo, what="results copy")
         atomic_write_bytes(target, result.path.read_bytes())
         copies.append((target, path_in_repo))
     readme = atomic_write_text(out_dir / "README.md", str(card))
@@ -182,12 +184,15 @@ def write_card(card, out_dir: str | Path, results: Sequence[BenchmarkResults]) -
 
 
 def results_paths_in_repo(results: Sequence[BenchmarkResults]) -> list[str]:
-    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file."""
+    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file. The dataset and correction come from
+    results files (untrusted): each becomes one file-name component (`phenom_data.paths.safe_component`), so a
+    crafted `correction` such as `x/../../name` stays a name inside `phenom_results/<dataset>/`."""
     paths: list[str] = []
     for result in results:
         stem = "all-blocks" if result.block is None else f"block{result.block}"
         stem += f"_{result.correction}" if result.correction else ""
-        base = f"{RESULTS_FOLDER}/{_slug(dataset_identity(result.dataset)[1])}/{stem}"
+        dataset = safe_component(_slug(dataset_identity(result.dataset)[1]), what="dataset name")
+        base = f"{RESULTS_FOLDER}/{dataset}/{safe_component(stem, what='correction')}"
         candidate, number = f"{base}.json", 2
         while candidate in paths:
             candidate, number = f"{base}_{number}.json", number + 1
@@ -367,10 +372,13 @@ with torch.inference_mode():
     block_embedding = model.get_block_embeddings(inputs["pixel_values"], blocks=[{block}])[{block}].mean(dim=0)
 print(block_embedding.shape)  # torch.Size([{config.hidden_size}])
 """
+    remote_code = ("\n\nWithout Phenom, the Phenom source files in this repository load it: "
+                   f'`AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)` (likewise `AutoImageProcessor` '
+                   'and `pipeline("image-feature-extraction", ...)`).' if model.raw_config.get("auto_map") else "")
     return f"""{GET_STARTED_HEADING}
 
-Install the Phenom package (from its repository: `pip install .`); `import modeling_phenom` registers the model with
-the transformers Auto classes, so no remote code runs.
+Install the Phenom package (distribution `phenom-microscopy`; from its repository: `pip install .`);
+`import modeling_phenom` registers the model with the transformers Auto classes, so no remote code runs.{remote_code}
 
 ```python
 import numpy as np
@@ -481,7 +489,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--results", nargs="+", required=True, metavar="PATH",
                         help="results.json files, or folders holding results.json or block<k>/results.json")
     parser.add_argument("--model", required=True, help="the model: a save_pretrained directory or a Hub repo id")
-    parser.add_argument("--out", required=True, type=Path, help="folder for README.md and the results copies")
+    parser.add_argument("--out", required=True, type=Path, help="folder for README.md and the results copies "
+                                                                    "(and model_files/ with --upload-model)")
     parser.add_argument("--repo-id", help="the Hub repo the card is for (used by the how-to snippet); defaults to "
                                           "--push, else the model's repo id")
     parser.add_argument("--name", help="model name in the card and its model-index (default: repo id or folder)")
@@ -505,13 +514,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                            "metadata_update instead of replacing it")
     push.add_argument("--create-pr", action="store_true", help="with --metadata-only: open a pull request")
     push.add_argument("--upload-model", action="store_true",
-                      help="with --push: also upload the files of the local --model directory")
+                      help="with --push: also upload the files of the local --model directory, with the Phenom "
+                           "source files and auto_map the Hub needs to load it without Phenom "
+                           "(trust_remote_code=True); written to OUT/model_files first")
     push.add_argument("--private", action="store_true", help="with --push: create the repo private")
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from .publish import PublishError, execute, plan_push, print_plan, require_push_credentials
+    from .publish import PublishError, execute, plan_push, print_plan, require_push_credentials, stage_model_files
 
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -534,18 +546,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         readme, copies = write_card(card, args.out, results)
         print(f"wrote {readme} ({len(card.data.eval_results)} model-index metrics) and {len(copies)} results copies")
         if args.push:
+            model_files = []
+            if args.upload_model:
+                model_files = stage_model_files(model.local_dir, args.out / MODEL_FILES_FOLDER)
             operations = plan_push(
                 args.push, readme, copies, card_metadata=card.data.to_dict(), metadata_only=args.metadata_only,
-                create_pr=args.create_pr, private=args.private,
-                model_dir=model.local_dir if args.upload_model else None,
+                create_pr=args.create_pr, private=args.private, model_files=model_files,
             )
             if args.dry_run:
                 print_plan(operations)
             else:
                 execute(operations, token)
     except (ResultsError, ModelSourceError, LicenseError, CardError, PublishError) as error:
-        print(f"{prog or 'phenom card'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom card", error)
     return 0
 
 

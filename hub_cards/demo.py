@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_json
+from phenom_data.errors import command, report_error
 
 STATE_FILE = "demo_state.json"
 MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
@@ -314,19 +315,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     steps = args.steps if args.steps is not None else SIZES[args.size][1]
     if steps < 1:
-        print(f"{prog or 'phenom demo'}: --steps must be >= 1, got {steps}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--steps must be >= 1, got {steps}")
     out = args.out.resolve()
     settings = {"size": args.size, "steps": steps, "seed": args.seed}
     try:
         state, mode = prepare_output(out, settings, args.overwrite)
     except DemoError as error:
-        print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom demo", error)
     print({"fresh": f"phenom demo into {out}",
            "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
            "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode], flush=True)

@@ -19,12 +19,12 @@ import csv
 import io
 import math
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+from phenom_data.errors import command, report_error
 
 from .references import dataset_identity, metric_title, sort_metric_names
 from .results import BenchmarkResults, ResultsError, read_all_results
@@ -216,6 +216,7 @@ def _escape(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- command line
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Compare benchmark results across models and blocks: leaderboard.md, leaderboard.csv "
@@ -232,8 +233,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                   metrics=[name.strip() for name in args.metrics.split(",")] if args.metrics else None)
         written = write_leaderboard(board, args.out, args.title)
     except (ResultsError, LeaderboardError) as error:
-        print(f"{prog or 'phenom leaderboard'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom leaderboard", error)
     print(f"{len(board.rows)} rows x {len(board.metrics)} metrics, sorted by {board.sort_metric}: "
           + ", ".join(str(path) for path in written.values()))
     return 0

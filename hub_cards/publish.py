@@ -6,6 +6,11 @@ does. Two modes:
 
 - default: `create_repo(exist_ok=True)`, then `upload_file` for the model files (with `--upload-model`), the results
   copies and, last, `README.md` (the card replaces the repo's README);
+
+With `--upload-model` the repo becomes Hub-native (`stage_model_files`): `config.json`, `preprocessor_config.json` and
+the Phenom source files are written afresh by the installed Phenom, as its `save_pretrained` writes them, so
+`AutoModel.from_pretrained(repo, trust_remote_code=True)` works without Phenom even for a directory saved before
+Phenom wrote remote code.
 - `--metadata-only`: `metadata_update(overwrite=True)` merges the card's front matter and model-index into the repo's
   existing README (its prose stays), optionally as a pull request, plus `upload_file` for the results copies.
 
@@ -14,6 +19,7 @@ Credentials are checked before any work: no token (`HF_TOKEN` or `hf auth login`
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,18 +63,50 @@ def require_push_credentials() -> str:
     return token
 
 
+def stage_model_files(model_dir: Path, staging: Path) -> list[tuple[Path, str]]:
+    """`(local file, path in repo)` of every model file `--upload-model` uploads, sorted by path in repo.
+
+    `config.json` (with `auto_map` and `custom_pipelines`), `preprocessor_config.json` (with `auto_map`, when the model
+    has one) and the Phenom source files are written into `staging` (emptied first); every other file of `model_dir`
+    except `README.md` (the card) and hidden files is uploaded as it is. Raises `PublishError` for a directory that is
+    not a native Phenom one (OpenPhenom's legacy layout: convert it with `phenom convert` first).
+    """
+    from transformers import AutoConfig
+    from transformers.dynamic_module_utils import custom_object_save
+
+    from modeling_phenom import PhenomConfig, PhenomImageProcessor, PhenomModel
+    from modeling_phenom.modeling_phenom import remote_code_fields
+
+    model_dir = Path(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    if type(config) is not PhenomConfig:
+        raise PublishError(f"--upload-model publishes a native Phenom directory; {model_dir} holds a "
+                           f"{type(config).__name__} (model_type {config.model_type!r}): convert OpenPhenom weights "
+                           "with `phenom convert` first")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, value in remote_code_fields().items():
+        setattr(config, name, value)
+    config.save_pretrained(staging)
+    custom_object_save(PhenomModel, staging)  # modeling_phenom.py and every file it imports
+    if (model_dir / "preprocessor_config.json").is_file():
+        PhenomImageProcessor.from_pretrained(model_dir).save_pretrained(staging)
+    files = {file.name: file for file in model_dir.iterdir()
+             if file.is_file() and not file.name.startswith(".") and file.name != "README.md"}
+    files.update((file.name, file) for file in staging.iterdir())
+    return [(file, name) for name, file in sorted(files.items())]
+
+
 def plan_push(repo_id: str, readme: Path, results_copies: Sequence[tuple[Path, str]], *, card_metadata: dict,
               metadata_only: bool = False, create_pr: bool = False, private: bool = False,
-              model_dir: Path | None = None) -> list[HubOperation]:
-    """The operations of a push (module docstring), in the order they run."""
+              model_files: Sequence[tuple[Path, str]] = ()) -> list[HubOperation]:
+    """The operations of a push (module docstring), in the order they run; `model_files` from `stage_model_files`."""
     operations: list[HubOperation] = []
     if not metadata_only:
         operations.append(HubOperation("create_repo", {"repo_id": repo_id, "repo_type": "model", "exist_ok": True,
                                                        "private": private}))
-    if model_dir is not None:
-        for file in sorted(Path(model_dir).iterdir()):
-            if file.is_file() and not file.name.startswith(".") and file.name != "README.md":
-                operations.append(_upload(repo_id, file, file.name, f"{COMMIT_PREFIX}: upload model file"))
+    for local, path_in_repo in model_files:
+        operations.append(_upload(repo_id, local, path_in_repo, f"{COMMIT_PREFIX}: upload model file"))
     for local, path_in_repo in results_copies:
         operations.append(_upload(repo_id, local, path_in_repo, f"{COMMIT_PREFIX}: upload benchmark results"))
     if metadata_only:
@@ -104,4 +142,5 @@ def _upload(repo_id: str, local: Path, path_in_repo: str, message: str) -> HubOp
                                         "repo_id": repo_id, "repo_type": "model", "commit_message": message})
 
 
-__all__ = ["HubOperation", "PublishError", "execute", "plan_push", "print_plan", "require_push_credentials"]
+__all__ = ["HubOperation", "PublishError", "execute", "plan_push", "print_plan", "require_push_credentials",
+           "stage_model_files"]

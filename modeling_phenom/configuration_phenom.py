@@ -75,6 +75,23 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def code_reference(cls: type) -> str:
+    """`<file stem>.<class name>`: how `auto_map` and `custom_pipelines` name a class whose source file is saved beside
+    a model (the Hub copy of a file keeps its name)."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
+def _without_registered_pipelines(custom_pipelines: dict) -> dict:
+    """`custom_pipelines` less the entries whose class transformers' pipeline registry already runs for that task."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    def registered(task: str, entry) -> bool:
+        impl = PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
+        return isinstance(impl, type) and isinstance(entry, dict) and code_reference(impl) == entry.get("impl")
+
+    return {task: entry for task, entry in custom_pipelines.items() if not registered(task, entry)}
+
+
 class PhenomConfig(PreTrainedConfig):
     r"""
     Configuration of a Phenom masked-autoencoder vision transformer for multi-channel microscopy.
@@ -221,6 +238,13 @@ class PhenomConfig(PreTrainedConfig):
         self.fourier_loss_mode = fourier_loss_mode
         self.trim_encoder_blocks = trim_encoder_blocks
         self.pixel_scale = pixel_scale
+        if kwargs.get("custom_pipelines"):
+            # transformers' pipeline() asks for trust_remote_code for every task a config lists here, even when that
+            # very pipeline is installed and registered (`import modeling_phenom`); such entries are dropped on load
+            # (save_pretrained writes them again), so an installed Phenom runs no remote code.
+            kept = _without_registered_pipelines(kwargs.pop("custom_pipelines"))
+            if kept:
+                kwargs["custom_pipelines"] = kept
         super().__init__(**kwargs)
         self._validate_phenom_fields()
 
@@ -351,4 +375,7 @@ class PhenomConfig(PreTrainedConfig):
             )
 
 
-__all__ = ["PhenomConfig", "PRESETS"]
+# `save_pretrained` writes this file and names it in `auto_map`, so the Hub loads the config without Phenom installed.
+PhenomConfig.register_for_auto_class()
+
+__all__ = ["PhenomConfig", "PRESETS", "code_reference"]

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import struct
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +37,7 @@ from transformers import PreTrainedConfig
 
 from .configuration_phenom import PhenomConfig
 from .image_processing_phenom import PhenomImageProcessor
+from .loading import check_model_source
 from .modeling_phenom import PhenomForMaskedImageModeling, PhenomModel, PhenomPreTrainedModel
 
 HUB_REPO_ID = "recursionpharma/OpenPhenom"
@@ -221,6 +221,8 @@ class OpenPhenomConfig(PhenomConfig):
     """
 
     model_type = LEGACY_MODEL_TYPE
+    # This module is no part of the remote code a saved directory carries (its auto_map names PhenomConfig).
+    _auto_class = None
 
     def __init__(self, **kwargs):
         kwargs.pop("model_type", None)
@@ -502,7 +504,12 @@ def load_openphenom_state_dict(
 class OpenPhenomLoadingMixin:
     """`from_pretrained` for directories and Hub repos in the released OpenPhenom layout (config.json with model_type
     "MAE", weights in the released format); the loaded model is then loaded by transformers from the mapped state
-    dict, so `dtype`, `device_map` and `output_loading_info` work as usual."""
+    dict, so `dtype`, `device_map` and `output_loading_info` work as usual.
+
+    Saved, such a model is a plain Phenom directory without remote code (this module is no part of it); `phenom
+    convert` writes the native classes, with their code."""
+
+    _auto_class = None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -553,7 +560,9 @@ def _license_statement(source: str, license_file: str | None) -> str:
         + "library_name: transformers\ntags:\n- phenom\n- microscopy\n---\n\n"
         f"# Phenom conversion of `{source}`\n\n"
         f"Converted from the OpenPhenom checkpoint `{source}` by `phenom convert` (native Phenom config and "
-        "safetensors; load with `import modeling_phenom` and `AutoModel.from_pretrained(<this directory>)`).\n\n"
+        "safetensors; load with `import modeling_phenom` and `AutoModel.from_pretrained(<this directory>)`, or "
+        "without Phenom installed with `AutoModel.from_pretrained(<this directory>, trust_remote_code=True)`, which "
+        "runs the Phenom source files saved here).\n\n"
         f"**License.** OpenPhenom weights are released by Recursion under the {LICENSE_NAME}: non-commercial use "
         f"only. The conversion does not change that license. {kept}\n"
     )
@@ -575,6 +584,9 @@ def convert_openphenom(
     destination = Path(destination)
     if destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists; pass overwrite=True (--overwrite) to replace it")
+    if destination.exists() and not destination.is_dir():
+        raise FileExistsError(f"destination {destination} is a file; the converted model is a folder")
+    check_model_source(source, what="source")
     config_path = resolve_openphenom_file(source, CONFIG_NAME, **hub_kwargs)
     hub_config = json.loads(config_path.read_text())
     config = PhenomConfig(**translate_openphenom_config(hub_config))
@@ -621,14 +633,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     args = parser.parse_args(argv)
-    try:
-        destination = convert_openphenom(
-            args.source, args.destination, encoder_only=args.encoder_only, overwrite=args.overwrite,
-            revision=args.revision, cache_dir=args.cache_dir, token=args.token, local_files_only=is_offline_mode(),
-        )
-    except (OSError, ValueError, KeyError) as error:  # a bad source or destination: say which, no traceback
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
+    # A bad source or destination raises OSError / ValueError: `phenom convert` (phenom/cli.py) prints it on one line
+    # and exits 2 (the traceback with --debug).
+    destination = convert_openphenom(
+        args.source, args.destination, encoder_only=args.encoder_only, overwrite=args.overwrite,
+        revision=args.revision, cache_dir=args.cache_dir, token=args.token, local_files_only=is_offline_mode(),
+    )
     weights = destination / "model.safetensors"
     print(f"wrote {destination} ({'encoder only' if args.encoder_only else 'encoder + decoder'}, "
           f"model.safetensors {weights.stat().st_size / 1e6:.1f} MB)")

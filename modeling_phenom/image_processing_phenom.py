@@ -9,20 +9,68 @@ normalized here: the model self-standardizes every image and channel.
 (an all-zero channel stays 0), the `"channel_max"` rule; `uint16_rule="shift"` takes the high byte instead
 (`x >> 8`). Because the model standardizes each view and channel, only the 8-bit quantization differs between the
 two; `channel_max` keeps the most levels for dim images.
+
+Image files (one single-channel 8- or 16-bit image per file: PNG, TIFF, JPEG-2000, ...) are read with Pillow, which
+transformers uses for images; only reading files needs it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import ChannelDimension
+from transformers.utils import is_vision_available
+
+if is_vision_available():  # Pillow: optional for transformers, so the Hub copy of this file loads without it
+    from PIL import Image
 
 # RxRx1/RxRx3 Cell Painting channel order (rxrx-datasets README): w1..w6.
 RXRX_CHANNEL_NAMES = ("nuclei", "er", "actin", "rna", "mitochondria", "golgi")
 TILE_ORDER = "row-major (top-left, top-right, bottom-left, bottom-right for a 2 x 2 grid)"
+
+
+class ImageError(ValueError):
+    """An image that cannot serve as one channel of a well."""
+
+
+def image_to_array(image: Image.Image) -> np.ndarray:
+    """A single-band PIL image -> uint8 or uint16 `[H, W]`; raises `ImageError` for anything else."""
+    image.load()
+    if len(image.getbands()) != 1:
+        raise ImageError(f"expected a single-channel image, got mode {image.mode} with bands {image.getbands()}")
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit PNG/TIFF/JP2 open as I;16* or I (32-bit int); keep 16 bits so the processor's 16-bit rule applies
+        # to the whole file, not only to its bright images.
+        array = np.asarray(image)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise ImageError(f"{image.mode} image values {array.min()}..{array.max()} do not fit 16 bits")
+        return array.astype(np.uint16)
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8) * np.uint8(255)
+    raise ImageError(f"unsupported image mode {image.mode}: use 8- or 16-bit greyscale images")
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> uint8/uint16 `[H, W]`; raises `ImageError` (a missing file raises FileNotFoundError)."""
+    if not is_vision_available():
+        raise ImportError(f"reading the image file {path} needs Pillow: pip install pillow")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no image file {path}")
+    try:
+        with Image.open(path) as image:
+            if getattr(image, "n_frames", 1) > 1:
+                raise ImageError(f"{path} has {image.n_frames} frames; use one single-channel image per file")
+            return image_to_array(image)
+    except ImageError:
+        raise
+    except Exception as error:  # pillow raises OSError, SyntaxError, ValueError, ... for broken files
+        raise ImageError(f"cannot decode {path}: {type(error).__name__}: {error}") from error
 
 
 class PhenomImageProcessor(BaseImageProcessor):
@@ -38,9 +86,10 @@ class PhenomImageProcessor(BaseImageProcessor):
     torch.Size([4, 6, 256, 256])
     ```
 
-    A well is a `[C, H, W]` array or tensor, a list of `C` 2-D channel images (numpy, torch or PIL), a dict
-    `{channel name: image}` (ordered by `channel_names`), or a PIL image (its bands are the channels). A list of
-    wells is a batch; views come out well after well (`return_well_index=True` says which well each view is from).
+    A well is a `[C, H, W]` array or tensor, a list of `C` channel images (2-D numpy/torch, single-band PIL, or image
+    file paths), a dict `{channel name: image}` (ordered by `channel_names`), or a PIL image (its bands are the
+    channels). A list of wells (or a `[N, C, H, W]` array) is a batch; views come out well after well
+    (`return_well_index=True` says which well each view is from).
 
     Args:
         crop_size (`int`, defaults to 256): side of a view in pixels.
@@ -99,7 +148,7 @@ class PhenomImageProcessor(BaseImageProcessor):
         if mode not in ("tiles", "random_crop"):
             raise ValueError(f"mode must be 'tiles' or 'random_crop', got {mode!r}")
         channels_last = self._is_channels_last(input_data_format)
-        wells = [self.stack_well(well, channels_last) for well in self._split_batch(images)]
+        wells = [self.stack_well(well, channels_last) for well in self.split_wells(images)]
         views, well_index = [], []
         for index, well in enumerate(wells):
             well_views = self.tiles(well) if mode == "tiles" else self.random_crop(well, generator)[None]
@@ -127,12 +176,15 @@ class PhenomImageProcessor(BaseImageProcessor):
 
     @staticmethod
     def _is_single_channel(image) -> bool:
+        if isinstance(image, (str, os.PathLike)):  # an image file holds one channel
+            return True
         if hasattr(image, "getbands"):
             return len(image.getbands()) == 1
         return hasattr(image, "ndim") and image.ndim == 2
 
-    def _split_batch(self, images) -> list:
-        """A well or a list of wells -> list of wells."""
+    def split_wells(self, images) -> list:
+        """A well or a batch of wells -> the list of wells (a single well is returned as `[images]`, the object
+        itself)."""
         if isinstance(images, (list, tuple)):
             if not images:
                 raise ValueError("no images given")
@@ -179,6 +231,8 @@ class PhenomImageProcessor(BaseImageProcessor):
 
     @staticmethod
     def _to_array(image) -> np.ndarray:
+        if isinstance(image, (str, os.PathLike)):
+            return load_image(image)
         if isinstance(image, torch.Tensor):
             return image.detach().cpu().numpy()
         if hasattr(image, "getbands"):  # PIL
@@ -189,7 +243,9 @@ class PhenomImageProcessor(BaseImageProcessor):
             return np.moveaxis(array, -1, 0) if array.ndim == 3 else array
         if isinstance(image, np.ndarray):
             return image
-        raise ValueError(f"unsupported image type {type(image).__name__}: use numpy, torch or PIL images")
+        raise ValueError(
+            f"unsupported image type {type(image).__name__}: use numpy, torch or PIL images, or image file paths"
+        )
 
     def _to_uint8(self, channel: np.ndarray) -> np.ndarray:
         """One 2-D channel image -> uint8 by the documented rules."""
@@ -264,4 +320,7 @@ class PhenomImageProcessor(BaseImageProcessor):
         return np.ascontiguousarray(well[:, top : top + size, left : left + size])
 
 
-__all__ = ["PhenomImageProcessor", "RXRX_CHANNEL_NAMES", "TILE_ORDER"]
+# `save_pretrained` writes this file and `auto_map` into preprocessor_config.json, so the Hub loads it without Phenom.
+PhenomImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["ImageError", "PhenomImageProcessor", "RXRX_CHANNEL_NAMES", "TILE_ORDER", "image_to_array", "load_image"]

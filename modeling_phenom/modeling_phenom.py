@@ -9,6 +9,11 @@ and the sequential pre-norm block used by the paper's ViT-L/8 and ViT-G/8 (``ref
 Masked image modeling (``reference/openphenom.md`` §3.6-3.8, ``reference/paper.md`` §1.4-1.5): joint random masking
 over all channel x position tokens, the released channel-agnostic decoder (shared cross-attention and MLP, one block
 stack per channel, shared pixel head), the standard MAE decoder of He et al., and the MSE + Fourier loss.
+
+Hub-native: `save_pretrained` writes this file and the files it imports (config, image processor, pipeline) beside
+the weights, with `auto_map` and `custom_pipelines` in `config.json`, so `AutoModel.from_pretrained(dir,
+trust_remote_code=True)` and `pipeline(..., trust_remote_code=True)` work where Phenom is not installed. These files
+import only each other, transformers, torch and numpy (Pillow, for image files, only where available).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from .configuration_phenom import PhenomConfig
+from .configuration_phenom import PhenomConfig, code_reference
+from .image_processing_phenom import PhenomImageProcessor
+from .pipeline_phenom import custom_pipelines
 
 # InstanceNorm2d's default epsilon, applied to pixels already divided by `pixel_scale` (openphenom.md §3.1).
 SELF_STANDARDIZATION_EPS = 1e-5
@@ -854,6 +861,17 @@ class PhenomPreTrainedModel(PreTrainedModel):
                 parameter.requires_grad_(False)
         return loaded
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`; for the Phenom classes also the remote code (module docstring).
+
+        transformers copies the source of the saved class and records one Auto class for it; `remote_code_fields`
+        adds every Auto class and the pipeline, so a directory written by either model class serves them all.
+        """
+        if self.is_remote_code():  # not for OpenPhenom's legacy classes, whose module is no part of the remote code
+            for name, value in remote_code_fields().items():
+                setattr(self.config, name, value)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Conv2d):
@@ -1181,6 +1199,26 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
         return unpatchify(reconstruction, config.patch_size, num_channels, grid_height, grid_width, channel_agnostic)
 
 
+# ----------------------------------------------------------------------------- Hub remote code
+def remote_code_fields() -> dict:
+    """The `config.json` fields that let transformers load a saved Phenom directory from its own source files
+    (`trust_remote_code=True`): `auto_map` (Auto class -> `<file>.<class>`) and `custom_pipelines`."""
+    auto_map = {
+        "AutoConfig": PhenomConfig,
+        "AutoModel": PhenomModel,
+        "AutoModelForMaskedImageModeling": PhenomForMaskedImageModeling,
+        "AutoModelForPreTraining": PhenomForMaskedImageModeling,
+        "AutoImageProcessor": PhenomImageProcessor,
+    }
+    return {"auto_map": {name: code_reference(cls) for name, cls in auto_map.items()},
+            "custom_pipelines": custom_pipelines()}
+
+
+# transformers copies the source of registered classes into `save_pretrained` directories (with their relative
+# imports: every file of the remote code).
+PhenomModel.register_for_auto_class("AutoModel")
+PhenomForMaskedImageModeling.register_for_auto_class("AutoModelForMaskedImageModeling")
+
 __all__ = [
     "PhenomModelOutput",
     "PhenomForMaskedImageModelingOutput",
@@ -1212,4 +1250,5 @@ __all__ = [
     "fourier_token_error",
     "pool_patch_tokens",
     "pool_per_channel",
+    "remote_code_fields",
 ]

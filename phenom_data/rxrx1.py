@@ -19,6 +19,7 @@ from pathlib import Path
 from modeling_phenom import PhenomImageProcessor
 
 from .metadata import MetadataTable
+from .paths import UnsafePathError, safe_component
 from .wells import (
     CORRUPT_IMAGE,
     MISSING_CHANNEL,
@@ -93,12 +94,14 @@ class RxRx1Wells(WellSource):
         self.processor = processor or PhenomImageProcessor()
 
     def image_path(self, row: dict, channel: int) -> Path:
-        """`images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png` of one metadata row."""
+        """`images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png` of one metadata row. The parts come from
+        the metadata CSV, so each is one file-name component (`phenom_data.paths.safe_component`): a crafted
+        `experiment` such as `../../etc` cannot name a file outside `images/`."""
         return (
             self.image_root
-            / str(row["experiment"])
-            / f"Plate{row['plate']}"
-            / f"{row['well']}_s{row['site']}_w{channel}.png"
+            / safe_component(row["experiment"], what="experiment")
+            / safe_component(f"Plate{row['plate']}", what="plate")
+            / safe_component(f"{row['well']}_s{row['site']}_w{channel}.png", what="well")
         )
 
     def __len__(self) -> int:
@@ -118,7 +121,7 @@ class RxRx1Wells(WellSource):
                     channels.append(load_image(self.image_path(row, channel)))
                 except FileNotFoundError:
                     missing.append(channel)
-                except ImageError as error:
+                except (ImageError, UnsafePathError) as error:
                     skips.skip(site_id, CORRUPT_IMAGE, f"channel {channel}: {error}")
                     break
             else:

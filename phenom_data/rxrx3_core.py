@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from modeling_phenom import PhenomImageProcessor
 
 from .metadata import MetadataTable
+from .paths import UnsafePathError, resolve_inside
 from .wells import (
     CORRUPT_IMAGE,
     DUPLICATE_CHANNEL,
@@ -111,8 +112,23 @@ def parse_rxrx3_core_key(key: str) -> tuple[str, str, int] | None:
     return well_id, match["experiment"], int(match["channel"])
 
 
-def _image_bytes(column: pa.ChunkedArray, column_name: str) -> list:
-    """The encoded bytes of every row: an `Image` feature's `bytes` field, or a binary column."""
+def _image_file_bytes(path: str, root: str | None) -> bytes | ImageError | None:
+    """The bytes of an `Image` feature's `path` (a row without bytes): only a file inside the local dataset folder
+    `root` (relative to it) is read; any other path is an `ImageError` (the row's well is skipped as corrupt), so a
+    dataset cannot make the reader open, or echo the first bytes of, a file it does not contain."""
+    if root is None:
+        return ImageError(f"image path {path!r} without bytes in a Hub dataset: only files of a local dataset folder "
+                          "are read")
+    try:
+        file = resolve_inside(root, path, what="image path")
+    except UnsafePathError as error:
+        return ImageError(str(error))
+    return file.read_bytes() if file.is_file() else None
+
+
+def _image_bytes(column: pa.ChunkedArray, column_name: str, root: str | None = None) -> list:
+    """The encoded bytes of every row: an `Image` feature's `bytes` field (or the file its `path` names inside the
+    local dataset folder `root`: `_image_file_bytes`), or a binary column."""
     array = column.combine_chunks()
     if pa.types.is_struct(array.type):
         names = [array.type.field(index).name for index in range(array.type.num_fields)]
@@ -120,11 +136,8 @@ def _image_bytes(column: pa.ChunkedArray, column_name: str) -> list:
             raise ValueError(f"column {column_name!r} is a struct without a 'bytes' field: {array.type}")
         data = array.field("bytes").to_pylist()
         paths = array.field("path").to_pylist() if "path" in names else [None] * len(data)
-        # An Image feature may hold a path instead of bytes; only a readable local file can stand in.
-        return [
-            value if value is not None or not path or not Path(path).is_file() else Path(path).read_bytes()
-            for value, path in zip(data, paths, strict=True)
-        ]
+        return [value if value is not None or not path else _image_file_bytes(path, root)
+                for value, path in zip(data, paths, strict=True)]
     if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
         return array.to_pylist()
     raise ValueError(
@@ -309,7 +322,8 @@ class RxRx3CoreWells(WellSource):
         """`(key, image bytes)` of every row of a (sharded) stream, in file order."""
         for table in dataset.with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
             keys = table.column(KEY_COLUMN).to_pylist()
-            yield from zip(keys, _image_bytes(table.column(IMAGE_COLUMN), IMAGE_COLUMN), strict=True)
+            root = self.source if self.is_local else None
+            yield from zip(keys, _image_bytes(table.column(IMAGE_COLUMN), IMAGE_COLUMN, root), strict=True)
 
     def _keys(self, dataset) -> Iterator[str]:
         for table in dataset.with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
@@ -423,7 +437,10 @@ class RxRx3CoreWells(WellSource):
         decoded = []
         for channel in range(1, self.num_channels + 1):
             try:
-                decoded.append(decode_image(channels[channel]))
+                data = channels[channel]
+                if isinstance(data, ImageError):  # an image path the reader refused to open
+                    raise data
+                decoded.append(decode_image(data))
             except ImageError as error:
                 skips.skip(well_id, CORRUPT_IMAGE, f"channel {channel}: {error}")
                 return None

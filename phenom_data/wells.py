@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from modeling_phenom import PhenomImageProcessor
+from modeling_phenom.image_processing_phenom import ImageError, image_to_array, load_image
 from phenom_data.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -205,29 +206,6 @@ def check_partition(rank: int, world_size: int) -> None:
         raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}")
 
 
-class ImageError(ValueError):
-    """An image that cannot serve as one channel of a well."""
-
-
-def image_to_array(image: Image.Image) -> np.ndarray:
-    """A single-band PIL image -> uint8 or uint16 `[H, W]`; raises `ImageError` for anything else."""
-    image.load()
-    if len(image.getbands()) != 1:
-        raise ImageError(f"expected a single-channel image, got mode {image.mode} with bands {image.getbands()}")
-    if image.mode == "L":
-        return np.asarray(image)
-    if image.mode.startswith("I;16") or image.mode == "I":
-        # 16-bit PNG/TIFF/JP2 open as I;16* or I (32-bit int); keep 16 bits so the processor's 16-bit rule applies
-        # to the whole file, not only to its bright images.
-        array = np.asarray(image)
-        if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ImageError(f"{image.mode} image values {array.min()}..{array.max()} do not fit 16 bits")
-        return array.astype(np.uint16)
-    if image.mode == "1":
-        return np.asarray(image, dtype=np.uint8) * np.uint8(255)
-    raise ImageError(f"unsupported image mode {image.mode}: use 8- or 16-bit greyscale images")
-
-
 def decode_image(data: bytes) -> np.ndarray:
     """Encoded image bytes (JPEG-2000, PNG, TIFF, ...) -> uint8/uint16 `[H, W]`; raises `ImageError`."""
     if not data:
@@ -241,22 +219,6 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ImageError(f"not a readable image ({len(data)} bytes starting {data[:12]!r})") from error
     except Exception as error:  # pillow raises OSError, SyntaxError, ValueError, ... for broken files
         raise ImageError(f"cannot decode image: {type(error).__name__}: {error}") from error
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> uint8/uint16 `[H, W]`; raises `ImageError` (a missing file raises FileNotFoundError)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no image file {path}")
-    try:
-        with Image.open(path) as image:
-            if getattr(image, "n_frames", 1) > 1:
-                raise ImageError(f"{path} has {image.n_frames} frames; use one single-channel image per file")
-            return image_to_array(image)
-    except ImageError:
-        raise
-    except Exception as error:
-        raise ImageError(f"cannot decode {path}: {type(error).__name__}: {error}") from error
 
 
 def stack_channels(

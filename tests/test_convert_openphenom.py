@@ -370,7 +370,8 @@ def test_convert_writes_a_native_lossless_directory_that_keeps_the_license(encod
     source = hub_directory(tmp_path / "OpenPhenom", license_text="Recursion Non-Commercial End User License ...\n")
     destination = convert_openphenom(source, tmp_path / "converted", encoder_only=encoder_only)
     files = sorted(path.name for path in destination.iterdir())
-    assert files == ["LICENSE", "README.md", "config.json", "model.safetensors", "preprocessor_config.json"]
+    assert files == ["LICENSE", "README.md", "config.json", "configuration_phenom.py", "image_processing_phenom.py",
+                     "model.safetensors", "modeling_phenom.py", "pipeline_phenom.py", "preprocessor_config.json"]
     assert (destination / "LICENSE").read_text() == (source / "LICENSE").read_text()
     readme = (destination / "README.md").read_text()
     assert "license: other" in readme and "non-commercial use only" in readme
@@ -416,7 +417,7 @@ def test_convert_command_without_a_source_license_says_so_and_refuses_to_overwri
                                    atol=1e-5, rtol=1e-5)
     from phenom.cli import main
 
-    assert main(command[3:]) == 1
+    assert main(command[3:]) == 2
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert main([*command[3:], "--overwrite"]) == 0
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]  # no staging left behind

@@ -115,10 +115,13 @@ def test_an_interrupted_run_resumes_without_losing_or_repeating_a_well(tmp_path)
 def test_parts_of_another_run_or_a_duplicated_well_are_refused(tmp_path):
     store = EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "a"})
     store.prepare()
-    with pytest.raises(ValueError, match="holds parts of another run"):
-        EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()
+    EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()  # no part yet: settings bind nothing
+    store.prepare()
     features = {1: np.zeros((1, 4), dtype=np.float32)}
     store.write_part(0, ["w1"], features)
+    with pytest.raises(ValueError, match=r"holds 1 parts of an embedding run with other settings \(model: was "
+                                         r"\"a\", now \"b\"\)"):
+        EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()
     store.write_part(1, ["w1"], features)
     with pytest.raises(ValueError, match=r"1 wells were embedded more than once .* \['w1'\]"):
         store.merge({})
@@ -136,7 +139,8 @@ def test_block_paths_name_one_file_per_block():
 
 
 def test_anndata_export_holds_features_metadata_and_provenance(tmp_path):
-    anndata = pytest.importorskip("anndata", reason="optional: pip install 'phenom[anndata]' (needs pandas < 3)")
+    anndata = pytest.importorskip("anndata",
+                                  reason="optional: pip install 'phenom-microscopy[anndata]' (needs pandas < 3)")
     import pandas as pd
 
     from eval.embed import write_anndata

@@ -122,10 +122,10 @@ def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir,
     np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path):
+def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path, capsys):
     (tmp_path / "tiny.parquet").write_bytes(b"")
-    with pytest.raises(SystemExit, match="already exist"):
-        run_embed(model_dir, dataset, tmp_path / "tiny.parquet")
+    assert run_embed(model_dir, dataset, tmp_path / "tiny.parquet") == 2
+    assert "already exist" in capsys.readouterr().err
 
 
 def test_two_accelerate_processes_give_the_same_files_as_one_and_phenom_eval_reads_them(model_dir, dataset,
@@ -183,9 +183,9 @@ def test_per_channel_embeddings_are_each_channels_token_mean_side_by_side(model_
     np.testing.assert_allclose(table.features[2], expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path):
+def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path, capsys):
     model_dir = tmp_path / "standard"
     standard = small_config(patch_size=16, channel_agnostic=False, decoder_type="standard")
     PhenomModel(standard).save_pretrained(model_dir)
-    with pytest.raises(SystemExit, match="channel-agnostic"):
-        run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel")
+    assert run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel") == 2
+    assert "channel-agnostic" in capsys.readouterr().err

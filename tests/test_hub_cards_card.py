@@ -19,7 +19,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hub_cards.card import CardError, build_card, get_started_snippet, main, write_card
 from hub_cards.model_info import LicenseError, ModelSourceError, describe_model
-from hub_cards.publish import plan_push
+from hub_cards.publish import PublishError, plan_push, stage_model_files
 from hub_cards.results import ResultsError, read_all_results
 
 RESULTS = FIXTURES / "hub_cards"
@@ -177,6 +177,8 @@ def test_get_started_snippet_runs_offline_against_a_prefilled_hub_cache(tmp_path
     readme, _ = write_card(build_card(results, model), work / "card", results)
 
     snippet = get_started_snippet(readme.read_text())
+    # The model was saved with its remote code, so the card also says how to load it without Phenom.
+    assert f'AutoModel.from_pretrained("{REPO_ID}", trust_remote_code=True)' in readme.read_text()
     assert f'AutoModel.from_pretrained("{REPO_ID}")' in snippet
     assert f'PhenomImageProcessor.from_pretrained("{REPO_ID}")' in snippet
     assert "import modeling_phenom" in snippet
@@ -201,10 +203,45 @@ def test_push_dry_run_writes_the_files_and_prints_the_exact_operations(small_mod
     assert operations[0] == f"huggingface_hub.create_repo(repo_id='{REPO_ID}', repo_type='model', exist_ok=True, " \
                             "private=False)"
     uploaded = [line.split("path_in_repo='")[1].split("'")[0] for line in operations[1:]]
-    assert uploaded == ["config.json", "model.safetensors", "preprocessor_config.json",
+    assert uploaded == ["config.json", "configuration_phenom.py", "image_processing_phenom.py", "model.safetensors",
+                        "modeling_phenom.py", "pipeline_phenom.py", "preprocessor_config.json",
                         "phenom_results/RxRx3-core/block2_pca-centerscale.json",
                         "phenom_results/RxRx3-core/block3_pca-centerscale.json", "README.md"]
     assert f"path_or_fileobj='{out / 'README.md'}'" in operations[-1]
+
+
+def test_upload_model_makes_a_directory_without_remote_code_hub_native(tmp_path):
+    from modeling_phenom import PhenomConfig
+    from modeling_phenom.modeling_phenom import remote_code_fields
+
+    # A directory as Phenom saved it before it wrote remote code: no auto_map, no source files.
+    old = save_small_model(tmp_path / "old")
+    for file in old.glob("*.py"):
+        file.unlink()
+    for name in ("config.json", "preprocessor_config.json"):
+        document = json.loads((old / name).read_text())
+        document.pop("auto_map"), document.pop("custom_pipelines", None)
+        (old / name).write_text(json.dumps(document))
+    (old / "README.md").write_text("an old card")
+    files = dict((name, local) for local, name in stage_model_files(old, tmp_path / "staged"))
+    code = ["configuration_phenom.py", "image_processing_phenom.py", "modeling_phenom.py", "pipeline_phenom.py"]
+    assert sorted(files) == sorted(["config.json", "model.safetensors", "preprocessor_config.json", *code])
+    assert files["model.safetensors"] == old / "model.safetensors"  # weights go up as they are
+    config = json.loads(files["config.json"].read_text())
+    assert {key: config[key] for key in ("auto_map", "custom_pipelines")} == remote_code_fields()
+    assert PhenomConfig(**config).to_dict() == PhenomConfig.from_pretrained(old).to_dict() | {
+        "auto_map": config["auto_map"]}  # the same model otherwise (custom_pipelines are served locally here)
+    assert json.loads(files["preprocessor_config.json"].read_text())["auto_map"] == {
+        "AutoImageProcessor": "image_processing_phenom.PhenomImageProcessor"}
+    for name in code:
+        assert files[name].read_bytes() == (REPO_ROOT / "modeling_phenom" / name).read_bytes()
+
+
+def test_upload_model_refuses_openphenoms_legacy_layout(tmp_path):
+    from openphenom_layout import hub_directory
+
+    with pytest.raises(PublishError, match="native Phenom directory.*OpenPhenomConfig.*phenom convert"):
+        stage_model_files(hub_directory(tmp_path / "OpenPhenom"), tmp_path / "staged")
 
 
 def test_push_plans_call_huggingface_hub_with_arguments_its_functions_accept(small_model, tmp_path):
@@ -214,7 +251,7 @@ def test_push_plans_call_huggingface_hub_with_arguments_its_functions_accept(sma
     metadata = card.data.to_dict()
     for metadata_only in (False, True):
         plan = plan_push(REPO_ID, readme, copies, card_metadata=metadata, metadata_only=metadata_only,
-                         create_pr=metadata_only, model_dir=small_model)
+                         create_pr=metadata_only, model_files=stage_model_files(small_model, tmp_path / "staged"))
         for operation in plan:
             function = getattr(huggingface_hub, operation.function)
             inspect.signature(function).bind(**operation.kwargs, token="hf_example")

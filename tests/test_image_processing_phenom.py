@@ -85,7 +85,7 @@ def test_batch_of_wells_reports_which_well_each_view_is_from():
         (np.full((6, 256, 256), -3, dtype=np.int32), {}, "non-negative"),
         (np.zeros((6, 256, 256), dtype=bool), {}, "unsupported image dtype"),
         ([np.zeros((256, 256), np.uint8), np.zeros((128, 128), np.uint8)], {}, "differ in size"),
-        ("not an image", {}, "unsupported image type"),
+        (object(), {}, "unsupported image type"),
     ],
 )
 def test_bad_input_gets_a_clear_error(images, kwargs, message):

@@ -220,10 +220,11 @@ def test_image_feature_extraction_pipeline_returns_embeddings(tmp_path):
     extractor = pipeline("image-feature-extraction", model=str(tmp_path))
     from PIL import Image
 
+    # A 3-band PIL image is a 3-channel well of one 32 px view (tests/test_pipeline_phenom.py: microscopy wells).
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     pooled = extractor(image, pool=True, return_tensors=True)
     with torch.no_grad():
-        expected = model(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]).pooler_output
+        expected = model(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]).pooler_output[0]
     torch.testing.assert_close(pooled, expected)
 
 
