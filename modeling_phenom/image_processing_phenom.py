@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.image_utils import ChannelDimension
 from transformers.utils import is_vision_available, logging
 
 if is_vision_available():  # Pillow: optional for transformers, so the Hub copy of this file loads without it
@@ -219,6 +220,7 @@ class PhenomImageProcessor(BaseImageProcessor):
         generator: np.random.Generator | None = None,
         return_well_index: bool = False,
         return_tensors: str | None = "pt",
+        input_data_format: str | ChannelDimension | None = None,
         **unused,
     ) -> BatchFeature:
         """Views of one well or a batch of wells.
@@ -226,13 +228,17 @@ class PhenomImageProcessor(BaseImageProcessor):
         Args:
             mode: `"tiles"` (inference: all views of each well) or `"random_crop"` (training: one random view per
                 well, drawn from `generator`).
+            input_data_format: layout of array and tensor wells: `"channels_first"` (`[C, H, W]`, the default) or
+                `"channels_last"` (`[H, W, C]`); a batch has a leading well axis either way. Channel lists and
+                dicts (2-D images) and PIL images (bands) carry their own layout.
         Returns:
             `BatchFeature` with `pixel_values` uint8 `[num_views, C, crop_size, crop_size]` (and `well_index` int64
             `[num_views]` if asked).
         """
         if mode not in ("tiles", "random_crop"):
             raise ValueError(f"mode must be 'tiles' or 'random_crop', got {mode!r}")
-        wells = [self.stack_well(well) for well in self.split_wells(images)]
+        channels_last = self._is_channels_last(input_data_format)
+        wells = [self.stack_well(well, channels_last) for well in self.split_wells(images)]
         views, well_index = [], []
         for index, well in enumerate(wells):
             well_views = self.tiles(well) if mode == "tiles" else self.random_crop(well, generator)[None]
@@ -247,6 +253,17 @@ class PhenomImageProcessor(BaseImageProcessor):
         return BatchFeature(data=data)
 
     # ------------------------------------------------------------------ wells
+    @staticmethod
+    def _is_channels_last(input_data_format: str | ChannelDimension | None) -> bool:
+        if input_data_format is None:
+            return False
+        if input_data_format not in (ChannelDimension.FIRST, ChannelDimension.LAST):
+            raise ValueError(
+                f"input_data_format must be 'channels_first' or 'channels_last' (or None: channels first), got "
+                f"{input_data_format!r}"
+            )
+        return input_data_format == ChannelDimension.LAST
+
     @staticmethod
     def _is_single_channel(image) -> bool:
         if isinstance(image, (str, os.PathLike)):  # an image file holds one channel
@@ -268,8 +285,9 @@ class PhenomImageProcessor(BaseImageProcessor):
             return list(images)
         return [images]
 
-    def stack_well(self, well) -> np.ndarray:
-        """One well in any accepted form -> uint8 `[C, H, W]`."""
+    def stack_well(self, well, channels_last: bool = False) -> np.ndarray:
+        """One well in any accepted form -> uint8 `[C, H, W]` (`channels_last`: a 3-D array or tensor is
+        `[H, W, C]`)."""
         if isinstance(well, Mapping):
             missing = [name for name in self.channel_names if name not in well]
             extra = [name for name in well if name not in self.channel_names]
@@ -290,6 +308,8 @@ class PhenomImageProcessor(BaseImageProcessor):
             stacked = np.stack(channels)
         else:
             array = self._to_array(well)
+            if channels_last and array.ndim == 3 and not hasattr(well, "getbands"):  # PIL is already channel-first
+                array = np.moveaxis(array, -1, 0)
             if array.ndim == 2:
                 array = array[None]
             if array.ndim != 3:

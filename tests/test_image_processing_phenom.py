@@ -6,6 +6,7 @@ import torch
 from conftest import FIXTURES
 from PIL import Image
 from transformers import AutoImageProcessor
+from transformers.image_utils import ChannelDimension
 
 from modeling_phenom import PhenomImageProcessor
 
@@ -161,3 +162,23 @@ def test_the_processor_comes_from_the_saved_model_and_never_silently_defaults_to
     with pytest.raises(OSError):
         load_processor("recursionpharma/OpenPhenom")
     assert "cannot tell whether recursionpharma/OpenPhenom has a preprocessor_config.json" in caplog.text
+
+
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["numpy", "torch"])
+@pytest.mark.parametrize("batched", [False, True], ids=["one_well", "batch"])
+def test_channels_last_input_gives_the_same_views_as_channels_first(as_tensor, batched):
+    wells = np.stack([well(64, seed=0), well(64, seed=1)]) if batched else well(64)
+    channels_last = np.moveaxis(wells, -3, -1)  # [(N,) H, W, C]
+    convert = torch.from_numpy if as_tensor else np.asarray
+    processor = PhenomImageProcessor(crop_size=32)
+    expected = processor(convert(wells))["pixel_values"]
+    for layout in ("channels_last", ChannelDimension.LAST):
+        views = processor(convert(channels_last), input_data_format=layout)["pixel_values"]
+        assert views.shape == ((8 if batched else 4), 6, 32, 32)
+        assert torch.equal(views, expected)
+    assert torch.equal(processor(convert(wells), input_data_format="channels_first")["pixel_values"], expected)
+
+
+def test_unknown_input_data_format_is_refused():
+    with pytest.raises(ValueError, match="input_data_format must be 'channels_first' or 'channels_last'.*'hwc'"):
+        PhenomImageProcessor(crop_size=32)(well(64), input_data_format="hwc")

@@ -155,9 +155,6 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
                                 allow_partial=config.model.allow_partial_init, **config.model.overrides)
     else:
         model = PhenomForMaskedImageModeling(model_config)
-    # The encoder's fc_norm head is not on the MAE path (openphenom.md §3.5): frozen, so that DDP needs no search
-    # for unused parameters and the optimizer does not decay it.
-    model.phenom.fc_norm.requires_grad_(False)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
