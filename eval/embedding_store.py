@@ -2,12 +2,13 @@
 
 While embedding, every process appends part files to `<out>.parts/` (next to the output), each written atomically
 (temporary name, then rename), so a part is either complete or absent: `part-r<rank>-<run>-<n>.parquet` with a
-`well_id` column and one fixed-size float32 list column `block<k>` per block. `settings.json` in that folder pins
-what the parts were computed with: the fingerprints of the model's files and of the data (content, not paths:
-`phenom_data.fingerprint`), the blocks and every option that changes an embedding. Parts written with other
-settings are never mixed in: a run is refused with what differs. With `overwrite` a run starts again from no parts
-(resuming is the same command without `--overwrite`). Settings without any part yet (a run that failed before its
-first part) bind nothing and are replaced.
+`well_id` column (and `site` for per-site rows; a well's rows are always in one part) and one fixed-size float32
+list column `block<k>` per block. `settings.json` in that folder pins what the parts were computed with: the
+fingerprints of the model's files and of the data (content, not paths: `phenom_data.fingerprint`), the blocks and
+every option that changes an embedding. Parts written with other settings are never mixed in: a run is refused with
+what differs. With `overwrite` a run starts again from no parts (resuming is the same command without
+`--overwrite`). Settings without any part yet (a run that failed before its first part) bind nothing and are
+replaced.
 
 On restart, `done_well_ids()` reads the well ids of every part (whichever process wrote it), so an interrupted run
 resumes with no well lost or embedded twice, also with another number of processes. `merge()` checks that no well
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 from phenom_data.atomic import atomic_path, atomic_write_json
 from phenom_data.fingerprint import differences
 
-from .embeddings_file import WELL_ID_COLUMN, write_embeddings
+from .embeddings_file import SITE_COLUMN, WELL_ID_COLUMN, write_embeddings
 
 
 def block_paths(out: str | os.PathLike, blocks: list[int], suffix: str = ".parquet") -> dict[int, Path]:
@@ -87,15 +88,22 @@ class EmbeddingStore:
         return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
 
     def done_well_ids(self) -> set[str]:
-        """Well ids already in part files (from any process and any earlier run)."""
+        """Well ids already in part files (from any process and any earlier run; a well's rows are written
+        together, so a well listed here is complete)."""
         done = set()
         for path in self.part_files():
             done.update(pq.read_table(path, columns=[WELL_ID_COLUMN]).column(WELL_ID_COLUMN).to_pylist())
         return done
 
-    def write_part(self, rank: int, well_ids: list[str], features: dict[int, np.ndarray]) -> Path:
-        """Append one part: `well_ids` and `{block: [num_wells, hidden_size] float32}`, atomically."""
+    def write_part(self, rank: int, well_ids: list[str], features: dict[int, np.ndarray],
+                   sites: list[str] | None = None) -> Path:
+        """Append one part, atomically: `well_ids` `[num_rows]` (with `sites` `[num_rows]` for per-site rows) and
+        `{block: [num_rows, hidden_size] float32}`. Every row of a well must be in the same part."""
         columns = {WELL_ID_COLUMN: pa.array(well_ids, type=pa.string())}
+        if sites is not None:
+            if len(sites) != len(well_ids):
+                raise ValueError(f"{len(sites)} sites for {len(well_ids)} rows")
+            columns[SITE_COLUMN] = pa.array(sites, type=pa.string())
         for block in self.blocks:
             values = np.ascontiguousarray(features[block], dtype=np.float32)
             if values.shape[0] != len(well_ids):
@@ -107,16 +115,23 @@ class EmbeddingStore:
         self.num_parts_written += 1
         return path
 
-    def read_parts(self) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-        """All parts: `(well_ids [num_wells], {block: [num_wells, hidden_size] float32})`, sorted by well id."""
+    def read_parts(self) -> tuple[np.ndarray, np.ndarray | None, dict[int, np.ndarray]]:
+        """All parts: `(well_ids [num_rows], sites [num_rows] or None, {block: [num_rows, hidden_size] float32})`,
+        sorted by well id (a well's site rows stay in the order they were written)."""
         tables = [pq.read_table(path) for path in self.part_files()]
         if not tables:
-            raise ValueError(f"no embeddings were written to {self.parts_dir}: no well was read from the data")
+            raise ValueError(f"no embeddings were written to {self.parts_dir}: no well was read from the data "
+                             "(the reader's summary above says why)")
         table = pa.concat_tables(tables)
         well_ids = np.asarray(table.column(WELL_ID_COLUMN).to_pylist(), dtype=object)
-        unique, counts = np.unique(well_ids, return_counts=True)
+        sites = (np.asarray(table.column(SITE_COLUMN).to_pylist(), dtype=object)
+                 if SITE_COLUMN in table.column_names else None)
+        keys = well_ids if sites is None else np.asarray([f"{well} site {site}" for well, site in
+                                                          zip(well_ids, sites, strict=True)], dtype=object)
+        unique, counts = np.unique(keys, return_counts=True)
         if (counts > 1).any():
-            raise ValueError(f"{int((counts > 1).sum())} wells were embedded more than once in {self.parts_dir}, "
+            what = "wells" if sites is None else "sites"
+            raise ValueError(f"{int((counts > 1).sum())} {what} were embedded more than once in {self.parts_dir}, "
                              f"e.g. {list(unique[counts > 1][:5])}; pass --overwrite to embed them again")
         order = np.argsort(well_ids, kind="stable")
         features = {}
@@ -124,7 +139,7 @@ class EmbeddingStore:
             column = table.column(f"block{block}").combine_chunks()
             values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(table), column.type.list_size)
             features[block] = values[order]
-        return well_ids[order], features
+        return well_ids[order], None if sites is None else sites[order], features
 
     def remove(self) -> None:
         """Delete the parts folder (after the final files are written)."""
@@ -132,10 +147,10 @@ class EmbeddingStore:
 
     def merge(self, provenance: dict) -> dict[int, Path]:
         """Write the final parquet file of every block, then remove the parts; returns `{block: path}`."""
-        well_ids, features = self.read_parts()
+        well_ids, sites, features = self.read_parts()
         paths = block_paths(self.out, self.blocks)
         for block, path in paths.items():
-            write_embeddings(path, well_ids, features[block], provenance={**provenance, "block": block})
+            write_embeddings(path, well_ids, features[block], provenance={**provenance, "block": block}, sites=sites)
         self.remove()
         return paths
 

@@ -1,7 +1,9 @@
 """The embeddings file contract (DESIGN §6) and its join with the well metadata.
 
 An embeddings file has the layout of Recursion's `OpenPhenom_rxrx3_core_embeddings.parquet`: a `well_id` column and
-`feature_0 ... feature_{D-1}` (float32), one row per well. `phenom embed` writes one such file per block
+`feature_0 ... feature_{D-1}` (float32), one row per well. `phenom embed --per-site` adds a `site` column after
+`well_id` and writes one row per site (such a file repeats well ids: `phenom eval --merge-duplicate-wells` averages
+them). `phenom embed` writes one such file per block
 (`<name>_block<k>.parquet` when several blocks are written) and records where the embeddings came from (model,
 dataset, block) as JSON under the parquet schema-metadata key `phenom`; files without it (the official one) are read
 the same way. Metadata stays in the metadata CSV (`metadata_rxrx3_core.csv` schema) and is joined on `well_id`.
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from phenom_data.atomic import atomic_path
 
 WELL_ID_COLUMN = "well_id"
+SITE_COLUMN = "site"
 FEATURE_PREFIX = "feature_"
 PROVENANCE_KEY = b"phenom"
 _BLOCK_SUFFIX = re.compile(r"^(?P<name>.+)_block(?P<block>\d+)$")
@@ -138,21 +141,27 @@ def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> 
     return WellEmbeddings(well_ids=well_ids, features=features, provenance=provenance, merged_rows=merged_rows)
 
 
-def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = None) -> pa.Table:
-    """A pyarrow table in the embeddings layout: `well_id` then `feature_<k>` float32 columns."""
+def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = None, sites=None) -> pa.Table:
+    """A pyarrow table in the embeddings layout: `well_id` (then `site` when `sites` are given) then `feature_<k>`
+    float32 columns."""
     features = np.asarray(features, dtype=np.float32)
-    arrays = [pa.array(list(well_ids), type=pa.string())]
+    arrays, names = [pa.array(list(well_ids), type=pa.string())], [WELL_ID_COLUMN]
+    if sites is not None:
+        arrays.append(pa.array([str(site) for site in sites], type=pa.string()))
+        names.append(SITE_COLUMN)
     arrays += [pa.array(features[:, index]) for index in range(features.shape[1])]
-    table = pa.Table.from_arrays(arrays, names=[WELL_ID_COLUMN, *feature_columns(features.shape[1])])
+    table = pa.Table.from_arrays(arrays, names=[*names, *feature_columns(features.shape[1])])
     if provenance:
         table = table.replace_schema_metadata({PROVENANCE_KEY: json.dumps(provenance).encode()})
     return table
 
 
-def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, provenance: dict | None = None) -> None:
-    """Write an embeddings file atomically (a temporary name in the same folder, then a rename)."""
+def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, provenance: dict | None = None,
+                     sites=None) -> None:
+    """Write an embeddings file atomically (a temporary name in the same folder, then a rename); `sites` (one per
+    row) adds the `site` column of per-site rows."""
     with atomic_path(path) as temporary:
-        pq.write_table(embeddings_table(well_ids, features, provenance), temporary)
+        pq.write_table(embeddings_table(well_ids, features, provenance, sites), temporary)
 
 
 def read_metadata(path: str | os.PathLike, prepare=None) -> pd.DataFrame:
@@ -189,6 +198,7 @@ def join_metadata(embeddings: WellEmbeddings, metadata: pd.DataFrame, source: st
 
 __all__ = [
     "WELL_ID_COLUMN",
+    "SITE_COLUMN",
     "FEATURE_PREFIX",
     "PROVENANCE_KEY",
     "WellEmbeddings",

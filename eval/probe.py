@@ -11,8 +11,10 @@ Protocol (paper.md §3; the scikit-learn recipe is the one paper.md proposes, as
    `phenom embed --blocks all` into `DIR/embeddings/`; or existing per-block files `<name>_block<k>.parquet` in the
    official layout (`well_id, feature_0 ...`), with no model.
 2. Well means: embedding rows are joined with the metadata on its id column (`well_id`; RxRx1's per-site
-   `site_id` when the metadata has one) and averaged per well (`well_id`): RxRx1's two sites become one well,
-   RxRx3-core rows are wells already. Wells without a label (empty task value, or not in `--labels`) are left out.
+   `site_id` when the metadata has one and the rows are sites, as in files embedded per site) and averaged per well
+   (`well_id`): RxRx1 sites become one well; rows that are wells already (RxRx3-core, and RxRx1 as `phenom embed`
+   reads it: a well with its sites) join the well's first metadata row. Wells without a label (empty task value, or
+   not in `--labels`) are left out.
 3. Experiment-level split: the experiments (`experiment_name`, or RxRx1's `experiment`) are shuffled with
    `numpy.random.default_rng(seed)` and the first `max(1, round(test_fraction * n))` are held out (at least one is
    kept for training), or `--test-experiments` names them. Train and test wells never share an experiment.
@@ -187,6 +189,11 @@ def well_table(row_ids: np.ndarray, metadata: pd.DataFrame, id_column: str, expe
     if (task is None) == (labels is None):
         raise ValueError("give either a task column or a labels table")
     row_ids = np.asarray(row_ids, dtype=object)
+    if id_column != WELL_ID_COLUMN and not pd.Index(metadata[id_column]).isin(row_ids).any() \
+            and pd.Index(row_ids).isin(metadata[WELL_ID_COLUMN].astype(str)).all():
+        # Rows are wells of several sites (`phenom embed` reads RxRx1 wells whole): one metadata row per well.
+        metadata = metadata.drop_duplicates(WELL_ID_COLUMN)
+        id_column = WELL_ID_COLUMN
     positions = pd.Index(metadata[id_column]).get_indexer(row_ids)
     if (positions < 0).any():
         missing = row_ids[positions < 0]
@@ -385,6 +392,8 @@ def default_metadata(data: str, metadata: str | None, revision: str | None = Non
     if metadata:
         return metadata
     local = Path(data)
+    if local.is_file():  # a LoadData or plate CSV: the labels live in the user's own metadata
+        raise FileNotFoundError(f"{data} is a file; pass --metadata (a CSV with well_id and the --task column)")
     if local.is_dir():
         for name in ("metadata_rxrx3_core.csv", "metadata.csv"):
             if (local / name).is_file():
@@ -418,7 +427,9 @@ def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None
         return existing
     argv = ["--model", model, "--data", data, "--out", str(out), "--blocks", "all", "--device", device,
             "--batch-size", str(batch_size)]
-    if metadata:
+    from phenom_data import detect_source
+
+    if metadata and "metadata" in detect_source(data).options:  # a LoadData CSV's labels are not the reader's
         argv += ["--metadata", metadata]
     if revision:
         argv += ["--revision", revision]
@@ -438,7 +449,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     source = parser.add_argument_group("embeddings (either a model and a dataset, or existing files)")
     source.add_argument("--model", help="model: Hub repo id or save_pretrained directory (embeds every block)")
-    source.add_argument("--data", help="dataset for --model: RxRx3-core Hub id or a local folder in its layout")
+    source.add_argument("--data", help="dataset for --model: any phenom embed --data source (RxRx3-core, RxRx1, a "
+                                       "LoadData or plate CSV with --metadata)")
     source.add_argument("--embeddings", nargs="+", metavar="FILE",
                         help="existing per-block embeddings files <name>_block<k>.parquet (official layout)")
     parser.add_argument("--metadata", metavar="CSV",

@@ -128,9 +128,11 @@ def read_shard_wells(directory: str | Path, data_file: str, max_wells: int) -> S
     """The first `max_wells` complete wells of one shard (`data_file`, relative to an RxRx3-core `directory`)."""
     from itertools import islice
 
-    from phenom_data import RxRx3CoreWells
+    from modeling_phenom import PhenomImageProcessor
+    from phenom_data import open_wells
 
-    source = RxRx3CoreWells(directory, metadata=False, data_files=data_file)
+    # OpenPhenom's views (256 px, the released 16-bit rule): the processor its embeddings are compared under.
+    source = open_wells(directory, processor=PhenomImageProcessor(), metadata=False, data_files=data_file)
     wells = list(islice(iter(source), max_wells))
     if not wells:
         raise ValueError(f"{Path(directory) / data_file} holds no complete well ({source.stats.to_dict()})")

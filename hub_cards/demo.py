@@ -183,9 +183,12 @@ def block_files(out: Path, name: str) -> list[Path]:
 def stage_baseline(out: Path, progress: bool) -> None:
     from eval.embeddings_file import write_embeddings
     from eval.handcrafted import embed_handcrafted
-    from phenom_data import RxRx3CoreWells
+    from modeling_phenom import PhenomImageProcessor
+    from phenom_data import open_wells
 
-    well_ids, features = embed_handcrafted(RxRx3CoreWells(out / "data"), progress=progress)
+    # The data entry point every command uses, with the trained model's processor (its 16-bit rule and crop size).
+    processor = PhenomImageProcessor.from_model(out / "pretrain" / "final")
+    well_ids, features = embed_handcrafted(open_wells(out / "data", processor=processor), progress=progress)
     write_embeddings(out / "embeddings" / "handcrafted-skimage.parquet", well_ids, features,
                      provenance={"model": "handcrafted-skimage", "dataset": str(out / "data")})
 

@@ -20,6 +20,7 @@ rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxR
 from eval import embed, evaluate  # noqa: E402
 from eval.embeddings_file import read_embeddings  # noqa: E402
 from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
+from phenom_data import WellDataset  # noqa: E402
 
 SIZE = 256  # one view per well keeps the forward passes small
 EXPERIMENTS = ("gene-001", "gene-002")
@@ -67,6 +68,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
     PhenomModel(small_config(patch_size=16)).save_pretrained(directory)
+    PhenomImageProcessor().save_pretrained(directory)  # 256 px views (the config's own image_size is 32)
     return directory
 
 
@@ -102,21 +104,25 @@ def test_embed_writes_every_block_in_the_official_layout_with_well_means(model_d
 
 def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir, dataset, single_run, tmp_path,
                                                                      monkeypatch, capsys):
-    original_iter = embed.RemainingWells.__iter__
+    original_iter = WellDataset.__iter__
 
     def dies_after_five_wells(self):
-        for count, well in enumerate(original_iter(self)):
+        for count, sample in enumerate(original_iter(self)):
             if count == 5:
                 raise RuntimeError("process killed")
-            yield well
+            yield sample
 
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", dies_after_five_wells)
+    monkeypatch.setattr(WellDataset, "__iter__", dies_after_five_wells)
     with pytest.raises(RuntimeError, match="process killed"):
         run_embed(model_dir, dataset, tmp_path / "resumed.parquet")
     assert len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2  # 4 wells written
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", original_iter)
+    monkeypatch.setattr(WellDataset, "__iter__", original_iter)
+    decoded = []
+    original_decode = rxrx3_core.decode_image
+    monkeypatch.setattr(rxrx3_core, "decode_image", lambda data: decoded.append(1) or original_decode(data))
     assert run_embed(model_dir, dataset, tmp_path / "resumed.parquet") == 0
     assert "resuming: 4 wells already embedded" in capsys.readouterr().err
+    assert len(decoded) == 6 * 6  # only the 6 unfinished wells' channels are decoded, none of the finished ones
     fresh, resumed = read_embeddings(single_run / "tiny_block3.parquet"), read_embeddings(tmp_path / "resumed.parquet")
     assert list(resumed.well_ids) == list(fresh.well_ids) and len(set(resumed.well_ids)) == 10
     np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-6)

@@ -23,7 +23,6 @@ from conftest import REPO_ROOT, small_config
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from eval import embed
 from eval.embeddings_file import read_embeddings
 from modeling_phenom import PhenomImageProcessor, PhenomModel
 from phenom.cli import main as phenom
@@ -98,18 +97,20 @@ def embed_args(model, data, out, *extra):
 
 def embed_until_crash(monkeypatch, args, wells: int = 20) -> None:
     """Run `phenom embed` and stop it (an exception, as a crash) after `wells` wells: two 8-well parts written."""
-    original = embed.RemainingWells.__iter__
+    from phenom_data import WellDataset
+
+    original = WellDataset.__iter__
 
     def crashes(self):
-        for count, well in enumerate(original(self)):
+        for count, sample in enumerate(original(self)):
             if count == wells:
                 raise RuntimeError("crashed")
-            yield well
+            yield sample
 
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", crashes)
+    monkeypatch.setattr(WellDataset, "__iter__", crashes)
     with pytest.raises(RuntimeError, match="crashed"):
         phenom(args)
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", original)
+    monkeypatch.setattr(WellDataset, "__iter__", original)
 
 
 def well_counts(path: Path) -> tuple[int, int]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from modeling_phenom.image_processing_phenom import UINT16_RULES
+
 
 @dataclass
 class ModelConfig:
@@ -30,12 +32,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # Hub dataset id or local directory in the RxRx3-core layout
+    path: str | None = None  # any phenom_data.open_wells source: RxRx3-core (Hub id or folder), RxRx1, LoadData CSV
     metadata: str | None = None  # metadata CSV; default: the one inside `path`
     well_list: str | None = None  # text file, one well_id per line (e.g. written by `phenom curate`)
     experiments: list[str] | None = None
     perturbation_types: list[str] | None = None
-    crop_size: int = 256
+    channels: list[str] | None = None  # channels to stack, in order (LoadData names, RxRx names); default all
+    crop_size: int | None = None  # the model's image_size (one owner); a value here must equal it
+    uint16_rule: str | None = None  # channel_max | shift | percentile; default: init_from's, else channel_max
     num_workers: int = 0
     shuffle_buffer_size: int = 64  # wells held to shuffle the stream order (0 = reading order)
     revision: str | None = None
@@ -217,15 +221,19 @@ def validate(config: TrainConfig) -> None:
             _check_range("optim.grad_clip", optim.grad_clip, 0, low_open=True)
         except ValueError as error:
             raise ValueError(f"{error} (optim.grad_clip=null turns clipping off)") from None
-    _check_range("data.crop_size", data.crop_size, 1, integer=True)
+    if data.crop_size is not None:  # null: the model's image_size
+        _check_range("data.crop_size", data.crop_size, 1, integer=True)
     _check_range("data.num_workers", data.num_workers, 0, integer=True)
     _check_range("data.shuffle_buffer_size", data.shuffle_buffer_size, 0, integer=True)
     if optim.lr_scaling not in ("none", "linear"):
         raise ValueError(f"optim.lr_scaling must be 'none' or 'linear', got {optim.lr_scaling!r}")
     if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
+    if data.uint16_rule is not None and data.uint16_rule not in UINT16_RULES:
+        raise ValueError(f"data.uint16_rule must be one of {', '.join(UINT16_RULES)}, got {data.uint16_rule!r}")
     if data.path is None:
-        raise ValueError("data.path is not set: give a Hub dataset id or a local directory (data.path=DIR)")
+        raise ValueError("data.path is not set: give a Hub dataset id, a local directory or a LoadData/plate CSV "
+                         "(data.path=...)")
     validate_model(config.model)
 
 

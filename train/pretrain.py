@@ -32,6 +32,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
 from modeling_phenom.loading import load_pretrained
@@ -40,7 +41,14 @@ from phenom_data.errors import command, on_main_process
 from phenom_data.locks import lock_on_main_process
 from train.checkpointing import load_trainer_state, save_checkpoint
 from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
-from train.data import build_wells, check_data_source, require_usable_wells, training_batches
+from train.data import (
+    build_wells,
+    check_channels,
+    check_data_source,
+    require_usable_wells,
+    training_batches,
+    training_processor,
+)
 from train.distributed import (
     all_finite,
     build_optimizer_and_schedule,
@@ -131,7 +139,14 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
     )
 
     # ---------------------------------------------------------------- data
-    wells = build_wells(config.data, accelerator.process_index, accelerator.num_processes)
+    # The model's image size is the crop (one owner): the processor made from it reads the data and is exported.
+    if config.model.init_from:
+        model_config = AutoConfig.from_pretrained(config.model.init_from, **config.model.overrides)
+    else:
+        model_config = PhenomConfig.from_preset(config.model.preset, **config.model.overrides)
+    processor = training_processor(config.data, model_config.image_size, config.model.init_from)
+    wells = build_wells(config.data, processor, accelerator.process_index, accelerator.num_processes)
+    check_channels(wells, model_config)
     require_usable_wells(wells, config.data.path, accelerator)
 
     # ---------------------------------------------------------------- model
@@ -139,10 +154,7 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
         model = load_pretrained(PhenomForMaskedImageModeling, config.model.init_from,
                                 allow_partial=config.model.allow_partial_init, **config.model.overrides)
     else:
-        model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
-    # The encoder's fc_norm head is not on the MAE path (openphenom.md §3.5): frozen, so that DDP needs no search
-    # for unused parameters and the optimizer does not decay it.
-    model.phenom.fc_norm.requires_grad_(False)
+        model = PhenomForMaskedImageModeling(model_config)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
@@ -174,7 +186,8 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
         accelerator.print(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
     log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
         if accelerator.is_main_process else None
-    batches = training_batches(wells, config.data, config.per_device_batch_size, config.seed, consumed_batches)
+    batches = training_batches(wells, processor, config.data, config.per_device_batch_size, config.seed,
+                               consumed_batches)
     well_log = None
     if config.data.record_wells:  # which wells this process trained on, step by step
         well_log = (output_dir / f"wells-rank{accelerator.process_index}.tsv").open("a" if checkpoint else "w")
@@ -247,7 +260,7 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
     checksums = replica_checksums(accelerator, model)
     if checksums is not None and len(set(checksums)) > 1:
         logger.warning(f"data-parallel replicas differ at the end of training: parameter sums {checksums}")
-    export_final(accelerator, model, output_dir / "final", config.data.crop_size)
+    export_final(accelerator, model, output_dir / "final", processor)
     if accelerator.is_main_process:
         atomic_write_json(output_dir / "run_summary.json", {
             "steps": config.max_steps, "processes": accelerator.num_processes,
@@ -273,15 +286,16 @@ def write_reconstruction(model, outputs, pixel_values, path: Path, step: int) ->
     save_reconstruction_grid(path, standardized[0], mask[0], images[0], title=f"step {step}")
 
 
-def export_final(accelerator, model, final_dir: Path, crop_size: int) -> None:
-    """`save_pretrained` of the gathered weights into final/, written under a temporary name then renamed."""
+def export_final(accelerator, model, final_dir: Path, processor: PhenomImageProcessor) -> None:
+    """`save_pretrained` of the gathered weights and the run's image processor into final/, written under a
+    temporary name then renamed."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         temporary = final_dir.with_name(final_dir.name + ".tmp")
         shutil.rmtree(temporary, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=state_dict)
-        PhenomImageProcessor(crop_size=crop_size).save_pretrained(temporary)
+        processor.save_pretrained(temporary)
         shutil.rmtree(final_dir, ignore_errors=True)
         temporary.rename(final_dir)
     accelerator.wait_for_everyone()
