@@ -27,12 +27,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from eval.compound_gene import (
     MAX_CONCENTRATION,
-    RXRX3_CORE_CONCENTRATIONS,
     compound_gene_benchmark,
     format_concentration,
     load_compound_gene_interactions,
     sampling_plans,
 )
+from phenom_data import RXRX3_CORE_CONCENTRATIONS
 from phenom_data.atomic import atomic_write_json
 
 FULL = {"genes": 735, "compounds": 1700, "dimensions": 384, "seeds": 100, "peer_seeds": 1}

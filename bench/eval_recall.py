@@ -26,6 +26,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from eval import recall
 from eval.aggregate import PerturbationMap
+from eval.perturbations import GENE
 from phenom_data.atomic import atomic_write_json
 
 ANNOTATIONS_DIR = recall.default_annotations_dir()
@@ -40,7 +41,8 @@ def make_map(genes: int, dimensions: int, seed: int = 0) -> PerturbationMap:
     names = np.sort(np.random.default_rng(seed).choice(corum_genes, size=genes, replace=False)).astype(object)
     features = np.random.default_rng(seed + 1).standard_normal((genes, dimensions)).astype(np.float32)
     return PerturbationMap(names, np.full(genes, "CRISPR", dtype=object), np.full(genes, np.nan),
-                           features.astype(np.float64), np.ones(genes, dtype=np.int64))
+                           features.astype(np.float64), np.ones(genes, dtype=np.int64),
+                           np.full(genes, GENE, dtype=object), np.zeros(genes, dtype=bool))
 
 
 def efaar_style_recall(perturbation_map: PerturbationMap, sources, thresholds) -> dict[str, dict[str, float]]:

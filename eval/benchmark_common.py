@@ -15,7 +15,10 @@ import pandas as pd
 
 from eval.context import BenchmarkNotApplicable, BenchmarkResult
 
-CONTROL_PERTURBATIONS = ("EMPTY_control", "CRISPR_control")
+# scikit-learn's `normalize` leaves a row whose norm is below 10 machine epsilons unscaled (`_handle_zeros_in_scale`):
+# a map row that is zero up to round-off (the CRISPR control row after centring on the controls, norm ~3e-16) keeps
+# cosines of ~1e-16 with everything, as in EFAAR, instead of becoming a unit vector pointing at round-off noise.
+NEAR_ZERO_NORM = 10 * np.finfo(np.float64).eps
 
 
 def check_features(features, metadata: pd.DataFrame, what: str = "features") -> np.ndarray:
@@ -32,9 +35,12 @@ def check_features(features, metadata: pd.DataFrame, what: str = "features") -> 
 
 
 def unit_rows(features: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; an all-zero row stays zero (its cosine with anything is 0, as scikit-learn)."""
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.where(norms > 0, norms, 1.0)
+    """float64 rows scaled to unit L2 norm, by scikit-learn's rule (`sklearn.preprocessing.normalize`, which EFAAR's
+    `cosine_similarity` uses): a row whose norm is below `NEAR_ZERO_NORM` is left as it is, so a zero row stays zero
+    and its cosine with anything is (near) 0."""
+    features = np.asarray(features, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", features, features))[:, None]
+    return features / np.where(norms < NEAR_ZERO_NORM, 1.0, norms)
 
 
 def perturbation_columns_for(metadata: pd.DataFrame, perturbation_columns: Sequence[str] | None) -> list[str]:
@@ -60,9 +66,14 @@ def group_codes(metadata: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndar
     return codes, keys.iloc[first_rows].reset_index(drop=True)
 
 
-def control_mask(metadata: pd.DataFrame, column: str, control_values: Sequence[str]) -> np.ndarray:
-    """True for rows whose `column` is one of `control_values`."""
-    return metadata[column].isin(list(control_values)).to_numpy()
+def control_wells(is_control, metadata: pd.DataFrame) -> np.ndarray:
+    """`is_control` as bool [rows] checked against `metadata` (None: no control rows)."""
+    if is_control is None:
+        return np.zeros(len(metadata), dtype=bool)
+    mask = np.asarray(is_control, dtype=bool)
+    if mask.shape != (len(metadata),):
+        raise ValueError(f"is_control has shape {mask.shape} for {len(metadata)} metadata rows")
+    return mask
 
 
 def recipe_text(parts: dict[str, object]) -> str:
@@ -78,11 +89,11 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 __all__ = [
-    "CONTROL_PERTURBATIONS",
+    "NEAR_ZERO_NORM",
     "BenchmarkNotApplicable",
     "BenchmarkResult",
     "check_features",
-    "control_mask",
+    "control_wells",
     "group_codes",
     "mean_and_std",
     "perturbation_columns_for",

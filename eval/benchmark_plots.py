@@ -1,11 +1,13 @@
-"""Plots of the compound-gene and replicate-consistency benchmarks (PNG, matplotlib's Agg canvas).
+"""Plots of the compound-gene, replicate-consistency and mAP benchmarks (PNG, matplotlib's Agg canvas).
 
 - `plot_compound_gene`: AP and ROC-AUC per concentration (and `max`) with their standard deviation over seeds,
   beside the random baseline on the same sampled sets (paper Table 3 as a figure).
 - `plot_replicate_cosines`: the replicate and null cosine distributions the KS and Cramér-von Mises statistics
   compare (paper.md §4b).
+- `plot_mean_average_precision`: mAP against -log10 of the corrected p-value, one point per perturbation or label
+  (copairs' figure).
 
-Both take plain values (a results JSON's dicts, or arrays), write the file atomically and return its path. They use
+All take plain values (a results JSON's dicts, or arrays), write the file atomically and return its path. They use
 a `Figure` with an Agg canvas directly, so they never touch pyplot's global state or the user's backend.
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from eval.replicate_consistency import ReplicateCosines, context_cosines
+from eval.replicate_consistency import ReplicateCosines
 from phenom_data.atomic import atomic_path
 
 COMPOUND_GENE_PREFIX = "compound_gene_"
@@ -32,7 +34,16 @@ def _save_atomically(figure: Figure, path: str | Path) -> Path:
 
 
 def _concentration_order(names: list[str]) -> list[str]:
-    numeric = sorted((name for name in names if name != "max"), key=float)
+    """The concentrations (`1.0`, ..., then `max`) among metric-name suffixes; the statistics over compounds
+    (`1.0_median`, ...) are left out."""
+    def is_number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    numeric = sorted((name for name in names if is_number(name)), key=float)
     return numeric + (["max"] if "max" in names else [])
 
 
@@ -43,7 +54,8 @@ def plot_compound_gene(
     path: str | Path,
     title: str = "Compound-gene activity",
 ) -> Path:
-    """Bars of `compound_gene_ap_<conc>` and `compound_gene_auc_<conc>` (mean +- std over seeds) vs random.
+    """Bars of `compound_gene_ap_<conc>` and `compound_gene_auc_<conc>` (mean over compounds, +- std over seeds) vs
+    random.
 
     Args:
         metrics, metrics_std, baselines: the dicts of a results JSON (or a `BenchmarkResult`); baseline standard
@@ -102,19 +114,29 @@ def plot_replicate_cosines(
     return _save_atomically(figure, path)
 
 
-def plot_context_benchmarks(context, metrics, metrics_std, baselines, folder: str | Path, title: str) -> list[Path]:
-    """`phenom eval`'s plots of these benchmarks beside a results.json: `compound_gene.png` and
-    `replicate_cosines.png`, each only when its metrics were computed."""
-    folder, written = Path(folder), []
-    if any(name.startswith(f"{COMPOUND_GENE_PREFIX}ap_") for name in metrics):
-        written.append(plot_compound_gene(metrics, metrics_std, baselines, folder / "compound_gene.png",
-                                          title=f"Compound-gene activity: {title}"))
-    if "replicate_consistency_ks" in metrics:
-        written.append(plot_replicate_cosines(context_cosines(context), folder / "replicate_cosines.png",
-                                              ks=metrics["replicate_consistency_ks"],
-                                              cm=metrics.get("replicate_consistency_cm"),
-                                              title=f"Replicate consistency: {title}"))
-    return written
+def plot_mean_average_precision(table, path: str | Path, title: str = "Mean average precision") -> Path:
+    """Scatter of `mean_average_precision` vs -log10 `corrected_p_value`, significant points (corrected p < 0.05)
+    coloured, the threshold dashed; the title gives the significant fraction.
+
+    Args:
+        table: one row per perturbation or label with `mean_average_precision`, `corrected_p_value` and
+            `below_corrected_p` (copairs' `mean_average_precision` columns).
+    """
+    if len(table) == 0:
+        raise ValueError("no mAP rows to plot")
+    figure = Figure(figsize=(6.0, 4.2))
+    axes = figure.add_subplot(1, 1, 1)
+    significant = table["below_corrected_p"].to_numpy(dtype=bool)
+    log_p = -np.log10(table["corrected_p_value"].to_numpy(dtype=np.float64))
+    values = table["mean_average_precision"].to_numpy(dtype=np.float64)
+    for mask, label in ((~significant, "corrected p >= 0.05"), (significant, "corrected p < 0.05")):
+        axes.scatter(values[mask], log_p[mask], s=12, alpha=0.7, label=f"{label} ({int(mask.sum())})")
+    axes.axhline(-np.log10(0.05), color="black", linestyle="--", linewidth=1)
+    axes.set_xlabel("mAP")
+    axes.set_ylabel("-log10 corrected p-value")
+    axes.set_title(f"{title}\n{significant.mean():.1%} significant", fontsize="medium")
+    axes.legend(fontsize="small", loc="upper left")
+    return _save_atomically(figure, path)
 
 
-__all__ = ["plot_compound_gene", "plot_context_benchmarks", "plot_replicate_cosines"]
+__all__ = ["plot_compound_gene", "plot_mean_average_precision", "plot_replicate_cosines"]

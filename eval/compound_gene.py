@@ -12,13 +12,16 @@ measured potency `nM_value`) that has profiles in the map:
    Python set, whose order changes between processes; sorting makes a seed mean the same draw everywhere).
 3. Compounds with no active in the map, or fewer eligible negatives than needed, are skipped and counted.
 4. Per compound and concentration: non-interpolated average precision (the mean, over actives, of the precision
-   at the active's score, ties counted as scikit-learn does) and ROC-AUC; macro mean over compounds.
+   at the active's score, ties counted as scikit-learn does) and ROC-AUC; macro mean over compounds, and the
+   median and quartiles over compounds (numpy's linear interpolation), as EFAAR's RxRx3-core notebook reports.
 5. Random baseline: uniform scores (`default_rng(seed)`, one generator per seed) on the same sampled sets.
 6. Seeds 0..99 by default: metrics are means over seeds, `metrics_std` their standard deviations (ddof = 1).
 
-Metric names (DESIGN §6): `compound_gene_ap_<conc>`, `compound_gene_auc_<conc>` and `..._max`, where `<conc>` is
-the concentration as Python writes the float (`1.0`, `0.0025`, `10.0`). The baselines' standard deviations are in
-`metrics_std` under `<name>_baseline`, so a z-score against random can be formed from the JSON.
+Metric names (DESIGN §6): `compound_gene_ap_<conc>`, `compound_gene_auc_<conc>` and `..._max` (means over
+compounds), with `_median`, `_q25` and `_q75` appended for the median and quartiles over compounds; `<conc>` is the
+concentration as Python writes the float (`1.0`, `0.0025`, `10.0`). Every statistic is computed per seed and
+averaged over seeds. The baselines' standard deviations are in `metrics_std` under `<name>_baseline`, so a z-score
+against random can be formed from the JSON.
 
 AP and AUC are computed for all compounds and concentrations of a seed at once on padded arrays (one sort per
 row), which `tests/test_compound_gene.py` checks against scikit-learn; `bench/eval_compound_gene.py` times it.
@@ -26,6 +29,7 @@ row), which `tests/test_compound_gene.py` checks against scikit-learn; `bench/ev
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +45,16 @@ from eval.benchmark_common import (
     recipe_text,
     unit_rows,
 )
+from eval.perturbations import COMPOUND, GENE
 
 ACTIVITY_THRESHOLD_NM = 1000.0
 INACTIVITY_THRESHOLD_NM = 10000.0
 MIN_NEGATIVES = 20
 DEFAULT_SEEDS = tuple(range(100))
 INTERACTION_COLUMNS = ("gene_symbol", "nM_value", "treatment")
-# EFAAR's COMPOUND_CONCENTRATIONS (micromolar); RxRx3-core also has 16 wells at stray values (0.002, 0.026, ...).
-RXRX3_CORE_CONCENTRATIONS = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 MAX_CONCENTRATION = "max"
+# Statistics over compounds beside the mean: metric-name suffix -> quantile (numpy's default linear interpolation).
+COMPOUND_QUANTILES = {"median": 0.5, "q25": 0.25, "q75": 0.75}
 
 
 def load_compound_gene_interactions(path: str | Path | None = None) -> pd.DataFrame:
@@ -244,20 +249,33 @@ def sampling_plans(
     return plans, skipped, active_pairs_not_in_map
 
 
-def _map_rows(metadata: pd.DataFrame, truth: pd.DataFrame, perturbation_column: str, concentration_column: str):
-    """Truth genes (rows without concentration) and truth compounds (rows with one) of the map."""
-    for column in (perturbation_column, concentration_column):
-        if column not in metadata:
+def _map_rows(metadata: pd.DataFrame, truth: pd.DataFrame, perturbation_column: str, concentration_column: str,
+              modality_column: str | None):
+    """Truth genes and truth compounds of the map: by `modality_column` (`gene` / `compound`) when given, else
+    genes are the rows without a concentration and compounds the rows with one."""
+    for column in (perturbation_column, concentration_column, modality_column):
+        if column is not None and column not in metadata:
             raise ValueError(f"map metadata lacks column {column!r}; it has {list(metadata.columns)}")
     concentration = pd.to_numeric(metadata[concentration_column], errors="coerce").to_numpy(np.float64)
     perturbation = metadata[perturbation_column].astype(str).to_numpy()
-    is_gene = np.isnan(concentration) & np.isin(perturbation, truth["gene_symbol"].unique())
-    is_compound = ~np.isnan(concentration) & np.isin(perturbation, truth["treatment"].unique())
+    if modality_column is None:
+        gene_rows, compound_rows = np.isnan(concentration), ~np.isnan(concentration)
+    else:
+        modality = metadata[modality_column].to_numpy()
+        gene_rows, compound_rows = modality == GENE, modality == COMPOUND
+        unmeasured = compound_rows & np.isnan(concentration) & np.isin(perturbation, truth["treatment"].unique())
+        if unmeasured.any():
+            raise BenchmarkNotApplicable(
+                f"{int(unmeasured.sum())} truth compound profiles have no concentration; compound-gene activity is "
+                "scored per concentration (name the concentration column with --concentration-col)"
+            )
+    is_gene = gene_rows & np.isin(perturbation, truth["gene_symbol"].unique())
+    is_compound = compound_rows & ~np.isnan(concentration) & np.isin(perturbation, truth["treatment"].unique())
     if not is_gene.any() or not is_compound.any():
         raise BenchmarkNotApplicable(
             f"compound-gene activity needs truth genes and truth compounds in the map; found {int(is_gene.sum())} "
             f"gene and {int(is_compound.sum())} compound profiles whose {perturbation_column!r} matches "
-            "compound_gene_interactions.csv (genes have no concentration, compounds one)"
+            "compound_gene_interactions.csv"
         )
     genes = pd.Series(perturbation[is_gene])
     if genes.duplicated().any():
@@ -293,6 +311,7 @@ def compound_gene_benchmark(
     interactions: pd.DataFrame | None = None,
     perturbation_column: str = "perturbation",
     concentration_column: str = "concentration",
+    modality_column: str | None = None,
     concentrations: Sequence[float] | None = None,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     activity_threshold_nm: float = ACTIVITY_THRESHOLD_NM,
@@ -306,6 +325,8 @@ def compound_gene_benchmark(
         features: float [profiles, dimensions], one aggregated profile per row (after batch correction).
         metadata: one row per profile: `perturbation_column` (gene symbol or compound name as the truth's
             `treatment`) and `concentration_column` (micromolar; NaN for genes).
+        modality_column: a column saying `gene` or `compound` per row (`eval.perturbations`); None: rows without
+            a concentration are genes, rows with one compounds.
         interactions: the ground truth (`load_compound_gene_interactions()` by default).
         concentrations: which to evaluate; None = each concentration at which at least `min_concentration_share`
             of the map's truth compounds have a profile (RxRx3-core: its eight, not the 16 stray wells).
@@ -323,7 +344,7 @@ def compound_gene_benchmark(
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
     gene_rows, compound_rows, perturbation, concentration = _map_rows(
-        metadata, truth, perturbation_column, concentration_column
+        metadata, truth, perturbation_column, concentration_column, modality_column
     )
     gene_names = perturbation[gene_rows]
     gene_order = np.argsort(gene_names, kind="stable")
@@ -371,7 +392,9 @@ def compound_gene_benchmark(
     valid = member_valid[:, None, :] & has_slot[item_compound][:, :, None]  # [items, slots, width]
     evaluated = has_slot[item_compound]  # [items, slots]
 
-    per_seed = {kind: np.empty((len(seeds), len(slots))) for kind in ("ap", "auc", "ap_base", "auc_base")}
+    statistics = ["", *(f"_{name}" for name in COMPOUND_QUANTILES)]
+    per_seed = {kind + prefix + statistic: np.empty((len(seeds), len(slots)))
+                for kind in ("ap", "auc") for prefix in ("", "_base") for statistic in statistics}
     for seed_number, seed in enumerate(seeds):
         draws: dict[tuple[int, int], np.ndarray] = {}
         for item, plan in enumerate(plans):
@@ -390,17 +413,25 @@ def compound_gene_benchmark(
                 valid.reshape(-1, width),
             )
             for kind, metric in (("ap", average_precision), ("auc", roc_auc)):
-                metric = np.where(evaluated, metric.reshape(len(plans), len(slots)), 0.0)
-                per_seed[kind + prefix][seed_number] = metric.sum(axis=0) / np.maximum(evaluated.sum(axis=0), 1)
+                metric = metric.reshape(len(plans), len(slots))
+                summed = np.where(evaluated, metric, 0.0).sum(axis=0)
+                per_seed[kind + prefix][seed_number] = summed / np.maximum(evaluated.sum(axis=0), 1)
+                spread = np.where(evaluated, metric, np.nan)
+                for statistic, quantile in COMPOUND_QUANTILES.items():
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # a slot no compound has: NaN, left out
+                        per_seed[f"{kind}{prefix}_{statistic}"][seed_number] = np.nanquantile(spread, quantile, axis=0)
 
     metrics, metrics_std, baselines = {}, {}, {}
     for slot, suffix in enumerate(slot_names):
         if not evaluated[:, slot].any():  # an explicitly requested concentration no evaluated compound has
             continue
         for kind in ("ap", "auc"):
-            name = f"compound_gene_{kind}_{suffix}"
-            metrics[name], metrics_std[name] = mean_and_std(per_seed[kind][:, slot])
-            baselines[name], metrics_std[f"{name}_baseline"] = mean_and_std(per_seed[f"{kind}_base"][:, slot])
+            for statistic in statistics:
+                name = f"compound_gene_{kind}_{suffix}{statistic}"
+                metrics[name], metrics_std[name] = mean_and_std(per_seed[kind + statistic][:, slot])
+                baselines[name], metrics_std[f"{name}_baseline"] = mean_and_std(
+                    per_seed[f"{kind}_base{statistic}"][:, slot])
 
     counts = {
         "compound_gene_truth_compounds": int(truth["treatment"].nunique()),
@@ -419,34 +450,20 @@ def compound_gene_benchmark(
             "grey_zone_excluded": f"{activity_threshold_nm:g} < nM_value <= {inactivity_threshold_nm:g}",
             "negatives": f"max(2 x actives, {min_negatives}) truth genes in the map, uniform without replacement",
             "rng": "numpy default_rng(seed) per compound; sorted gene symbols",
-            "average": "macro over compounds",
+            "average": "macro mean over compounds; median and quartiles (linear interpolation) over compounds",
             "seeds": f"{len(seeds)} ({seeds[0]}..{seeds[-1]})",
         }),
     }
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 
 
-def benchmark(context) -> BenchmarkResult:
-    """`phenom eval`'s hook: the perturbation map of an `EvalContext`, its annotations folder's
-    `compound_gene_interactions.csv` (the bundled one if the folder has none), its `compound_gene_seeds`."""
-    if not context.compound_gene_seeds:
-        raise BenchmarkNotApplicable("compound-gene activity samples negatives per seed: give at least one seed")
-    path = Path(context.annotations_dir) / "compound_gene_interactions.csv"
-    interactions = load_compound_gene_interactions(path if path.is_file() else None)
-    profiles = context.perturbation_map
-    metadata = pd.DataFrame({"perturbation": profiles.labels, "concentration": profiles.concentrations})
-    return compound_gene_benchmark(profiles.features, metadata, interactions=interactions,
-                                   seeds=context.compound_gene_seeds)
-
-
 __all__ = [
     "ACTIVITY_THRESHOLD_NM",
     "DEFAULT_SEEDS",
+    "COMPOUND_QUANTILES",
     "CompoundPlan",
-    "benchmark",
     "INACTIVITY_THRESHOLD_NM",
     "MIN_NEGATIVES",
-    "RXRX3_CORE_CONCENTRATIONS",
     "check_interactions",
     "compound_gene_benchmark",
     "draw_negatives",

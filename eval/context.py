@@ -1,12 +1,12 @@
 """What a benchmark of `phenom eval` receives (`EvalContext`) and returns (`BenchmarkResult`).
 
-A benchmark is a function `benchmark(context: EvalContext) -> BenchmarkResult`; `eval/evaluate.py` lists the
-benchmarks it runs and merges their dicts into the results JSON (DESIGN §6).
+A benchmark is a registry entry (`eval/benchmarks/<name>.py`) whose `run(context: EvalContext) -> BenchmarkResult`
+`phenom eval` calls once per embeddings file, merging the four dicts into the results JSON (DESIGN §6).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import PerturbationMap
+from .perturbations import WellDesign
+
+SIGNAL_NULLS = ("auto", "negative-controls", "random-wells")
+DEFAULT_MAP_NULL_SIZE = 10_000
 
 
 class BenchmarkNotApplicable(ValueError):
@@ -43,10 +47,10 @@ class EvalContext:
 
     Args:
         well_features: `[num_wells, num_features]` float64 batch-corrected well embeddings.
-        well_metadata: `[num_wells]` metadata rows aligned with `well_features` (metadata CSV columns plus
-            `perturbation`, the label used for aggregation).
-        is_control: `[num_wells]` bool, the control wells the correction was fitted on.
-        batches: `[num_wells]` batch label of every well (the experiment by default).
+        well_metadata: `[num_wells]` metadata rows aligned with `well_features` (the metadata CSV's columns).
+        design: what every well is (perturbation, modality, concentration, controls, batch, plate), read once from
+            the metadata through the column mapping (`eval/perturbations.py`); every benchmark reads it, never
+            the metadata's own columns.
         perturbation_map: the aggregated map, one row per (perturbation type, perturbation, concentration).
         annotations_dir: folder of the annotation files (`CORUM.txt`, ..., `compound_gene_interactions.csv`).
         null: `genes` or `all-rows`, the null of the known-relationship recall.
@@ -54,12 +58,17 @@ class EvalContext:
         compound_gene_seeds: seeds of the compound-gene negative sampling (the RxRx3-core notebook's 0..99).
         correction: the batch correction applied (`none`, `centerscale`, `pca-centerscale`, `tvn`).
         aggregation: `mean` or `median`.
+        signal_null: the signal benchmarks' null: `auto` (the negative-control genes where the data has them, else
+            random well sets), `negative-controls` or `random-wells`.
+        negative_control_genes: perturbations known to have no phenotype (e.g. genes not expressed in the cell
+            type), the signal benchmarks' null.
+        map_null_size: samples of copairs' null distribution of average precision.
+        tables: per-perturbation tables a benchmark leaves for its plot (name -> DataFrame).
     """
 
     well_features: np.ndarray
     well_metadata: pd.DataFrame
-    is_control: np.ndarray
-    batches: np.ndarray
+    design: WellDesign
     perturbation_map: PerturbationMap
     annotations_dir: Path
     null: str = "genes"
@@ -67,6 +76,10 @@ class EvalContext:
     compound_gene_seeds: tuple[int, ...] = tuple(range(100))
     correction: str = "pca-centerscale"
     aggregation: str = "mean"
+    signal_null: str = "auto"
+    negative_control_genes: tuple[str, ...] = ()
+    map_null_size: int = DEFAULT_MAP_NULL_SIZE
+    tables: dict = field(default_factory=dict)
 
 
-__all__ = ["BenchmarkNotApplicable", "BenchmarkResult", "EvalContext"]
+__all__ = ["DEFAULT_MAP_NULL_SIZE", "SIGNAL_NULLS", "BenchmarkNotApplicable", "BenchmarkResult", "EvalContext"]

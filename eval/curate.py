@@ -41,11 +41,12 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_write_text
+from phenom_data.errors import command, report_error
 
-from .aggregate import COMPOUND, perturbation_labels, perturbation_types
 from .consistency import DEFAULT_DRAWS, cauchy_combination, consistency_p_values
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import WELL_ID_COLUMN, join_metadata, read_embeddings, read_metadata
+from .perturbations import COMPOUND, RXRX3_CORE, read_labels
 from .well_labels import experiment_column_of, has_label
 
 DROP_REASONS = ("too_few_experiments", "too_few_wells", "untestable", "not_consistent")
@@ -69,9 +70,9 @@ class CurationOptions:
     seed: int = 0
     control_fraction: float = DEFAULT_CONTROL_FRACTION
     correction: str = "centerscale"
-    control_key: str = "EMPTY_control"
-    control_column: str = "treatment"
-    control_pattern: str = "_control"
+    control_key: str = RXRX3_CORE.control_keys[0]
+    control_column: str = RXRX3_CORE.perturbation_col
+    control_pattern: str = RXRX3_CORE.control_pattern
     perturbation_column: str | None = None
     experiment_column: str | None = None
     min_controls: int = MIN_CONTROLS_PER_BATCH
@@ -114,13 +115,18 @@ def well_perturbations(metadata: pd.DataFrame, column: str | None) -> np.ndarray
             raise ValueError(f"--perturbation-column '{column}' is not in the metadata "
                              f"(columns: {list(metadata.columns)})")
         return np.array([str(value) if has_label(value) else None for value in metadata[column]], dtype=object)
-    if "treatment" not in metadata.columns:
-        raise ValueError("the metadata has no 'treatment' column; name the perturbation with --perturbation-column")
-    present = metadata["treatment"].map(has_label).to_numpy(dtype=bool)
+    mapping = RXRX3_CORE
+    if mapping.perturbation_col not in metadata.columns:
+        raise ValueError(f"the metadata has no '{mapping.perturbation_col}' column; name the perturbation with "
+                         "--perturbation-column")
+    present = metadata[mapping.perturbation_col].map(has_label).to_numpy(dtype=bool)
     labels = np.full(len(metadata), None, dtype=object)
-    labels[present] = perturbation_labels(metadata[present])
+    # Metadata without a type column is read as genes only (RxRx1-like gene screens), as curation always has.
+    read = read_labels(metadata[present], mapping.with_options(genes_only=mapping.type_col not in metadata or None))
+    labels[present] = read.perturbation
     if "concentration" in metadata.columns:
-        compound = present & (perturbation_types(metadata) == COMPOUND)
+        compound = present.copy()
+        compound[present] = read.modality == COMPOUND
         concentration = pd.to_numeric(metadata["concentration"], errors="coerce").to_numpy()
         labels[compound] = [f"{label}@{value:g}" if np.isfinite(value) else label
                             for label, value in zip(labels[compound], concentration[compound], strict=True)]
@@ -255,13 +261,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--correction", choices=CORRECTIONS, default="centerscale",
                         help="batch correction per experiment on its --control-key wells before the cosines "
                              "(default: centerscale)")
-    parser.add_argument("--control-key", default="EMPTY_control",
+    parser.add_argument("--control-key", default=CurationOptions.control_key,
                         help="--control-column value of the negative controls the correction is fitted on "
-                             "(default: EMPTY_control)")
-    parser.add_argument("--control-column", default="treatment",
-                        help="metadata column that marks control wells (default: treatment)")
-    parser.add_argument("--control-pattern", default="_control",
-                        help="a well is a control when its --control-column contains this (default: _control)")
+                             f"(default: {CurationOptions.control_key})")
+    parser.add_argument("--control-column", default=CurationOptions.control_column,
+                        help=f"metadata column that marks control wells (default: {CurationOptions.control_column})")
+    parser.add_argument("--control-pattern", default=CurationOptions.control_pattern,
+                        help="a well is a control when its --control-column contains this (default: "
+                             f"{CurationOptions.control_pattern})")
     parser.add_argument("--perturbation-column",
                         help="metadata column naming the perturbation (default: the gene of a CRISPR guide, else "
                              "the treatment, compounds with their concentration)")
@@ -270,6 +277,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     prog = prog or "phenom curate"
@@ -286,8 +294,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         result.summary.update(embeddings=str(args.embeddings), metadata=str(args.metadata))
         paths = write_curation(result, args.out)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog, error)
     print(format_summary(result.summary))
     print(f"wrote {paths['well_list']} ({len(result.well_ids)} wells), {paths['table']}, {paths['summary']}")
     return 0

@@ -1,7 +1,9 @@
 """The embeddings file contract (DESIGN §6) and its join with the well metadata.
 
 An embeddings file has the layout of Recursion's `OpenPhenom_rxrx3_core_embeddings.parquet`: a `well_id` column and
-`feature_0 ... feature_{D-1}` (float32), one row per well. `phenom embed` writes one such file per block
+`feature_0 ... feature_{D-1}` (float32), one row per well. `phenom embed --per-site` adds a `site` column after
+`well_id` and writes one row per site (such a file repeats well ids: `phenom eval --merge-duplicate-wells` averages
+them). `phenom embed` writes one such file per block
 (`<name>_block<k>.parquet` when several blocks are written) and records where the embeddings came from (model,
 dataset, block) as JSON under the parquet schema-metadata key `phenom`; files without it (the official one) are read
 the same way. Metadata stays in the metadata CSV (`metadata_rxrx3_core.csv` schema) and is joined on `well_id`.
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from phenom_data.atomic import atomic_path
 
 WELL_ID_COLUMN = "well_id"
+SITE_COLUMN = "site"
 FEATURE_PREFIX = "feature_"
 PROVENANCE_KEY = b"phenom"
 _BLOCK_SUFFIX = re.compile(r"^(?P<name>.+)_block(?P<block>\d+)$")
@@ -94,6 +97,22 @@ def check_features(well_ids: np.ndarray, features: np.ndarray, source: str, allo
                          "RxRx3-core benchmark notebook does)")
 
 
+def check_embeddings_file(path: str | os.PathLike) -> list[str]:
+    """Cheap checks of an embeddings file from its parquet footer alone (no rows read): it exists, is parquet, has
+    the layout and at least one row. Returns its feature columns; raises `ValueError` / `FileNotFoundError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path} is not a readable parquet file ({error})") from None
+    columns = _check_layout(list(parquet.schema_arrow.names), path)
+    if parquet.metadata.num_rows == 0:
+        raise ValueError(f"{path} holds no wells (0 rows): embed some wells before evaluating")
+    return columns
+
+
 def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> WellEmbeddings:
     """Read and check an embeddings parquet file (DESIGN §6 layout).
 
@@ -101,10 +120,8 @@ def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> 
     notebook's defensive `groupby("well_id").mean()`), in order of first appearance.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"embeddings file not found: {path}")
+    columns = check_embeddings_file(path)
     schema = pq.read_schema(path)
-    columns = _check_layout(list(schema.names), path)
     table = pq.read_table(path, columns=[WELL_ID_COLUMN, *columns])
     well_ids = np.asarray(table.column(WELL_ID_COLUMN).to_pylist(), dtype=object)
     if any(well_id is None for well_id in well_ids):
@@ -124,29 +141,38 @@ def read_embeddings(path: str | os.PathLike, merge_duplicates: bool = False) -> 
     return WellEmbeddings(well_ids=well_ids, features=features, provenance=provenance, merged_rows=merged_rows)
 
 
-def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = None) -> pa.Table:
-    """A pyarrow table in the embeddings layout: `well_id` then `feature_<k>` float32 columns."""
+def embeddings_table(well_ids, features: np.ndarray, provenance: dict | None = None, sites=None) -> pa.Table:
+    """A pyarrow table in the embeddings layout: `well_id` (then `site` when `sites` are given) then `feature_<k>`
+    float32 columns."""
     features = np.asarray(features, dtype=np.float32)
-    arrays = [pa.array(list(well_ids), type=pa.string())]
+    arrays, names = [pa.array(list(well_ids), type=pa.string())], [WELL_ID_COLUMN]
+    if sites is not None:
+        arrays.append(pa.array([str(site) for site in sites], type=pa.string()))
+        names.append(SITE_COLUMN)
     arrays += [pa.array(features[:, index]) for index in range(features.shape[1])]
-    table = pa.Table.from_arrays(arrays, names=[WELL_ID_COLUMN, *feature_columns(features.shape[1])])
+    table = pa.Table.from_arrays(arrays, names=[*names, *feature_columns(features.shape[1])])
     if provenance:
         table = table.replace_schema_metadata({PROVENANCE_KEY: json.dumps(provenance).encode()})
     return table
 
 
-def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, provenance: dict | None = None) -> None:
-    """Write an embeddings file atomically (a temporary name in the same folder, then a rename)."""
+def write_embeddings(path: str | os.PathLike, well_ids, features: np.ndarray, provenance: dict | None = None,
+                     sites=None) -> None:
+    """Write an embeddings file atomically (a temporary name in the same folder, then a rename); `sites` (one per
+    row) adds the `site` column of per-site rows."""
     with atomic_path(path) as temporary:
-        pq.write_table(embeddings_table(well_ids, features, provenance), temporary)
+        pq.write_table(embeddings_table(well_ids, features, provenance, sites), temporary)
 
 
-def read_metadata(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a well metadata CSV (RxRx3-core schema) with `well_id` kept as text and checked to be unique."""
+def read_metadata(path: str | os.PathLike, prepare=None) -> pd.DataFrame:
+    """Read a well metadata CSV (RxRx3-core schema; gzipped too) with `well_id` kept as text and checked to be
+    unique; `prepare(table) -> table` may first add the `well_id` (e.g. from JUMP-CP's plate and well columns)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metadata file not found: {path}")
     metadata = pd.read_csv(path, low_memory=False, dtype={WELL_ID_COLUMN: str})
+    if prepare is not None:
+        metadata = prepare(metadata)
     if WELL_ID_COLUMN not in metadata.columns:
         raise ValueError(f"{path}: no '{WELL_ID_COLUMN}' column (columns: {list(metadata.columns)})")
     duplicated = metadata[WELL_ID_COLUMN].duplicated(keep=False)
@@ -172,12 +198,14 @@ def join_metadata(embeddings: WellEmbeddings, metadata: pd.DataFrame, source: st
 
 __all__ = [
     "WELL_ID_COLUMN",
+    "SITE_COLUMN",
     "FEATURE_PREFIX",
     "PROVENANCE_KEY",
     "WellEmbeddings",
     "block_from_path",
     "feature_columns",
     "check_features",
+    "check_embeddings_file",
     "read_embeddings",
     "embeddings_table",
     "write_embeddings",

@@ -93,16 +93,18 @@ def handcrafted_features(image: np.ndarray) -> np.ndarray:
 
 def embed_handcrafted(wells: Iterable, processes: int | None = None, progress: bool = True
                       ) -> tuple[list[str], np.ndarray]:
-    """Features of every well of a reader (`Well` objects) -> (well ids, float32 `[wells, n_features]`).
+    """Features of every well of a reader (`Well` objects) -> (well ids, float32 `[wells, n_features]`); a well of
+    several sites gets the mean of its sites' features.
 
-    `processes` > 1 computes wells in a process pool (default: the CPU count, at most 4)."""
+    `processes` > 1 computes sites in a process pool (default: the CPU count, at most 4)."""
     from tqdm.auto import tqdm
 
     processes = processes or min(4, os.cpu_count() or 1)
-    well_ids, images = [], []
+    well_ids, images, site_counts = [], [], []
     for well in wells:
         well_ids.append(well.well_id)
-        images.append(well.image)
+        images.extend(site.image for site in well.sites)
+        site_counts.append(len(well.sites))
     if not images:
         raise ValueError("no wells to compute hand-crafted features for")
     with contextlib.ExitStack() as stack:
@@ -113,8 +115,10 @@ def embed_handcrafted(wells: Iterable, processes: int | None = None, progress: b
                                                                              chunksize=16)
         else:
             mapped = map(handcrafted_features, images)
-        rows = list(tqdm(mapped, total=len(images), desc="hand-crafted features", unit="well", disable=not progress))
-    return well_ids, np.stack(rows)
+        rows = list(tqdm(mapped, total=len(images), desc="hand-crafted features", unit="site", disable=not progress))
+    bounds = np.cumsum([0, *site_counts])
+    return well_ids, np.stack([np.mean(rows[start:stop], axis=0) for start, stop in zip(bounds[:-1], bounds[1:],
+                                                                                         strict=True)])
 
 
 __all__ = ["embed_handcrafted", "handcrafted_features"]

@@ -3,7 +3,7 @@
 
 Both score each (non-control) perturbation from its replicate wells, compare the score with a null distribution,
 and report the fraction of perturbations with p <= 0.05. A perturbation is `perturbation` (+ `concentration` when
-the metadata has it); wells of `EMPTY_control` / `CRISPR_control` are never queries.
+the metadata has it); control wells (`is_control`) are never queries.
 
 Consistency (`signal_consistency_fraction`): the mean cosine over all pairs of the perturbation's wells (EFAAR's
 mean lower-triangle cosine); p = 1 - searchsorted(null, score, "left") / len(null) (EFAAR: the share of null
@@ -17,13 +17,19 @@ perturbations with more than `max_replicates` (256) wells are scored on 256 of t
 size-matched null stays affordable on a CPU (EFAAR uses all wells, on a GPU).
 
 Nulls (`null=`):
-- `"random-wells"` (default): for each set size k among the queries, `n_null` sets of k distinct non-control wells
-  drawn uniformly; a query is compared with the null of its own size (both scores depend on k).
 - `"negative-controls"`: EFAAR's null, the same score for each perturbation named in
   `negative_control_perturbations` (e.g. genes not expressed in the cell type); those perturbations are then not
-  queries.
-Baseline (random-wells null only): the fraction for one fresh random well set per query, same size, same null: the
-false-positive rate, about 0.05.
+  queries. Negative-control genes are screened like every gene (on the same kind of plates, with as many wells),
+  so they carry whatever plate effects survive the correction, as the queries do. Baseline: the fraction of the
+  negative-control perturbations themselves with p <= 0.05 against the null of the others (leave one out): the
+  false-positive rate the null gives.
+- `"random-wells"`: for each set size k among the queries, `n_null` sets of k distinct non-control wells drawn
+  uniformly; a query is compared with the null of its own size (both scores depend on k). Baseline: the fraction
+  for one fresh random well set per query, same size, same null (about 0.05 by construction). Random wells come
+  from all plates, so when a perturbation's wells share a plate and plate effects survive the correction, its wells
+  agree more than random sets even without a phenotype: this null then calls too many perturbations (measured on
+  `phenom synth` data with strong plate effects, tests/test_signal_null.py).
+`phenom eval` uses the negative controls where the data has them (`--negative-control-genes`), else random wells.
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ import numpy as np
 import pandas as pd
 
 from eval.benchmark_common import (
-    CONTROL_PERTURBATIONS,
     BenchmarkNotApplicable,
     BenchmarkResult,
     check_features,
-    control_mask,
+    control_wells,
     group_codes,
     perturbation_columns_for,
     recipe_text,
@@ -73,13 +78,11 @@ class _Queries:
 def _queries(
     metadata: pd.DataFrame,
     perturbation_columns: Sequence[str] | None,
-    control_column: str,
-    control_values: Sequence[str],
+    is_control: np.ndarray | None,
     negative_control_perturbations: Sequence[str] | None,
 ) -> _Queries:
     columns = perturbation_columns_for(metadata, perturbation_columns)
-    is_control = control_mask(metadata, control_column, control_values) if control_column in metadata else None
-    pool = np.flatnonzero(~is_control) if is_control is not None else np.arange(len(metadata))
+    pool = np.flatnonzero(~control_wells(is_control, metadata))
     if len(pool) == 0:
         raise BenchmarkNotApplicable("no non-control wells to score")
     codes, keys = group_codes(metadata.iloc[pool], columns)
@@ -89,6 +92,25 @@ def _queries(
     negatives = set(negative_control_perturbations or ())
     is_negative_control = np.array([label in negatives for label in labels], dtype=bool)
     return _Queries(wells, labels, is_negative_control, pool)
+
+
+def choose_null(requested: str, negative_control_perturbations, labels) -> tuple[str, list[str], str]:
+    """The null to use and its negative controls: `auto` takes the negative-control perturbations present among
+    `labels` (the scored perturbations' names) when there are any, else random well sets.
+
+    Returns:
+        `(null, negative controls present, why)`, `why` a short text for `counts`.
+    """
+    present = sorted(set(negative_control_perturbations or ()) & {str(label) for label in labels})
+    if requested == "random-wells":
+        return "random-wells", [], "random-wells (asked for)"
+    if requested == "negative-controls" or present:
+        return "negative-controls", present, f"negative-controls ({len(present)} perturbations in the data)"
+    if requested != "auto":
+        raise ValueError(f"null must be 'auto' or one of {NULL_KINDS}, got {requested!r}")
+    given = len(set(negative_control_perturbations or ()))
+    return "random-wells", [], (f"random-wells (none of the {given} negative-control perturbations is in the data)"
+                                if given else "random-wells (no negative-control perturbations given)")
 
 
 def random_well_sets(rng: np.random.Generator, pool_size: int, set_size: int, count: int) -> np.ndarray:
@@ -165,13 +187,17 @@ def _score_against_null(
         baseline_p_values = baseline_p_values[is_query]
         null_size = f"{n_null} random well sets per set size"
     else:
-        sorted_null = np.sort(scores[enough & queries.is_negative_control])
+        null_scores = scores[enough & queries.is_negative_control]
+        sorted_null = np.sort(null_scores)
         if len(sorted_null) == 0:
             raise BenchmarkNotApplicable(
                 "none of negative_control_perturbations is in the map with enough replicate wells"
             )
         p_values[is_query] = _right_tail_p(sorted_null, scores[is_query], side)
         null_size = len(sorted_null)
+        if null_size >= 2:  # each negative control against the others: its own score is >= itself, never > itself
+            at_least = null_size - np.searchsorted(sorted_null, null_scores, side=side) - (side == "left")
+            baseline_p_values = at_least / (null_size - 1)
     skipped = int((~enough & ~queries.is_negative_control).sum())
     return _Scored(scores, p_values, baseline_p_values, is_query, skipped, null_size)
 
@@ -215,8 +241,7 @@ def signal_consistency_benchmark(
     metadata: pd.DataFrame,
     *,
     perturbation_columns: Sequence[str] | None = None,
-    control_column: str = "perturbation",
-    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
+    is_control: np.ndarray | None = None,
     null: str = "random-wells",
     negative_control_perturbations: Sequence[str] | None = None,
     n_null: int = 1000,
@@ -228,7 +253,8 @@ def signal_consistency_benchmark(
 
     Args:
         features: float [wells, dimensions], well embeddings after batch correction.
-        metadata: one row per well with the perturbation column(s) and `control_column`.
+        metadata: one row per well with the perturbation column(s).
+        is_control: bool [wells], the control wells (never scored, never in a random set); None for none.
         null: `random-wells` or `negative-controls` (then `negative_control_perturbations` names them).
         n_null: random well sets per set size.
         min_replicates: perturbations with fewer wells are skipped and counted.
@@ -239,7 +265,7 @@ def signal_consistency_benchmark(
     """
     features = check_features(features, metadata)
     _check_null(null, negative_control_perturbations, min_replicates, 2)
-    queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
+    queries = _queries(metadata, perturbation_columns, is_control, negative_control_perturbations)
     unit = unit_rows(features)
     squared_norms = np.einsum("ij,ij->i", unit, unit)
     scored = _score_against_null(
@@ -339,9 +365,7 @@ def signal_magnitude_benchmark(
     metadata: pd.DataFrame,
     *,
     perturbation_columns: Sequence[str] | None = None,
-    control_column: str = "perturbation",
-    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
-    reference_controls: Sequence[str] = ("EMPTY_control",),
+    is_control: np.ndarray | None = None,
     reference_control_mask: np.ndarray | None = None,
     null: str = "random-wells",
     negative_control_perturbations: Sequence[str] | None = None,
@@ -356,9 +380,10 @@ def signal_magnitude_benchmark(
 
     Args:
         features: float [wells, dimensions], well embeddings after batch correction.
-        metadata: one row per well with the perturbation column(s) and `control_column`.
-        reference_controls: the `control_column` values of the wells the energy distance is measured to.
-        reference_control_mask: bool [wells], those wells instead (e.g. the controls the correction was fitted on).
+        metadata: one row per well with the perturbation column(s).
+        is_control: bool [wells], the control wells (never scored, never in a random set); None for none.
+        reference_control_mask: bool [wells], the wells the energy distance is measured to (e.g. the negative
+            controls the correction was fitted on); None: the `is_control` wells.
         null: `random-wells` or `negative-controls` (then `negative_control_perturbations` names them).
         n_null: random well sets per set size.
         min_replicates: perturbations with fewer wells are skipped and counted (EFAAR: 5).
@@ -370,19 +395,14 @@ def signal_magnitude_benchmark(
     """
     features = check_features(features, metadata)
     _check_null(null, negative_control_perturbations, min_replicates, 2)
-    if control_column not in metadata:
-        raise ValueError(f"metadata lacks {control_column!r}, which names the control wells")
-    controls_text = ", ".join(reference_controls) if reference_control_mask is None else "the given control wells"
-    if reference_control_mask is None:
-        reference_control_mask = metadata[control_column].isin(list(reference_controls)).to_numpy()
-    elif len(reference_control_mask) != len(metadata):
-        raise ValueError(f"reference_control_mask has {len(reference_control_mask)} entries for {len(metadata)} wells")
-    control_wells = np.flatnonzero(reference_control_mask)
-    if len(control_wells) == 0:
-        raise BenchmarkNotApplicable(f"signal magnitude needs control wells ({list(reference_controls)}); none found")
+    is_control = control_wells(is_control, metadata)
+    reference = control_wells(is_control if reference_control_mask is None else reference_control_mask, metadata)
+    references = np.flatnonzero(reference)
+    if len(references) == 0:
+        raise BenchmarkNotApplicable("signal magnitude needs control wells to measure the distance to; none found")
     rng = np.random.default_rng(seed)
-    sampled_controls = np.sort(rng.choice(control_wells, min(max_controls, len(control_wells)), replace=False))
-    queries = _queries(metadata, perturbation_columns, control_column, control_values, negative_control_perturbations)
+    sampled_controls = np.sort(rng.choice(references, min(max_controls, len(references)), replace=False))
+    queries = _queries(metadata, perturbation_columns, is_control, negative_control_perturbations)
     distance = _EnergyToControls(features, features[sampled_controls], queries.pool)
 
     used_wells = [
@@ -401,7 +421,7 @@ def signal_magnitude_benchmark(
     )
     recipe = {
         "score": "energy distance 2E|X-C| - E|X-X'| - E|C-C'| (V-statistics) to sampled control wells",
-        "controls": controls_text,
+        "controls": f"{len(references)} control wells",
         "max_controls": max_controls,
         "null": null,
         "p": "share of null scores > the score",
@@ -417,24 +437,10 @@ def signal_magnitude_benchmark(
     return _result("signal_magnitude", scored, recipe, p_threshold, extra)
 
 
-def consistency_benchmark(context) -> BenchmarkResult:
-    """`phenom eval`'s hook: `signal_consistency_benchmark` on an `EvalContext`'s corrected wells, its first seed."""
-    return signal_consistency_benchmark(context.well_features, context.well_metadata,
-                                        seed=context.seeds[0] if context.seeds else 0)
-
-
-def magnitude_benchmark(context) -> BenchmarkResult:
-    """`phenom eval`'s hook: `signal_magnitude_benchmark` to the control wells the correction was fitted on."""
-    return signal_magnitude_benchmark(context.well_features, context.well_metadata,
-                                      reference_control_mask=context.is_control,
-                                      seed=context.seeds[0] if context.seeds else 0)
-
-
 __all__ = [
     "NULL_KINDS",
-    "consistency_benchmark",
+    "choose_null",
     "energy_distance",
-    "magnitude_benchmark",
     "mean_pairwise_cosine",
     "random_well_sets",
     "signal_consistency_benchmark",

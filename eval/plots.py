@@ -18,7 +18,8 @@ from matplotlib.patches import Rectangle
 from phenom_data.atomic import atomic_path
 
 from .aggregate import PerturbationMap
-from .recall import BENCHMARK_SOURCES, unit_rows
+from .benchmark_common import unit_rows
+from .recall import BENCHMARK_SOURCES
 from .results import EvalResults, recall_metric_name
 
 HEATMAP_COMPLEXES = 4
@@ -98,7 +99,7 @@ def plot_complex_heatmap(gene_map: PerturbationMap, clusters_path: str | os.Path
         return None
     row_of = {label: row for row, label in enumerate(gene_map.labels)}
     genes = [gene for members in chosen.values() for gene in members]
-    unit = unit_rows(gene_map.features[[row_of[gene] for gene in genes]], np.asarray(genes, dtype=object))
+    unit = unit_rows(gene_map.features[[row_of[gene] for gene in genes]])
     similarity = unit @ unit.T
     size = 3 + 0.22 * len(genes)
     figure = Figure(figsize=(size + 3, size))

@@ -11,8 +11,10 @@ Protocol (paper.md §3; the scikit-learn recipe is the one paper.md proposes, as
    `phenom embed --blocks all` into `DIR/embeddings/`; or existing per-block files `<name>_block<k>.parquet` in the
    official layout (`well_id, feature_0 ...`), with no model.
 2. Well means: embedding rows are joined with the metadata on its id column (`well_id`; RxRx1's per-site
-   `site_id` when the metadata has one) and averaged per well (`well_id`): RxRx1's two sites become one well,
-   RxRx3-core rows are wells already. Wells without a label (empty task value, or not in `--labels`) are left out.
+   `site_id` when the metadata has one and the rows are sites, as in files embedded per site) and averaged per well
+   (`well_id`): RxRx1 sites become one well; rows that are wells already (RxRx3-core, and RxRx1 as `phenom embed`
+   reads it: a well with its sites) join the well's first metadata row. Wells without a label (empty task value, or
+   not in `--labels`) are left out.
 3. Experiment-level split: the experiments (`experiment_name`, or RxRx1's `experiment`) are shuffled with
    `numpy.random.default_rng(seed)` and the first `max(1, round(test_fraction * n))` are held out (at least one is
    kept for training), or `--test-experiments` names them. Train and test wells never share an experiment.
@@ -44,9 +46,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phenom_data.atomic import atomic_write_json
+from phenom_data.errors import command, report_error
 
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
+from .perturbations import RXRX3_CORE
 from .plots import plot_probe_curve
 from .results import EvalResults, write_results
 from .well_labels import experiment_column_of, has_label
@@ -157,7 +161,8 @@ class ProbeTable:
     def unlabeled_wells(self) -> int:
         return int((~self.labelled).sum())
 
-    def features(self, embeddings: WellEmbeddings, correction: str = "none", control_key: str = "EMPTY_control",
+    def features(self, embeddings: WellEmbeddings, correction: str = "none",
+                 control_key: str = RXRX3_CORE.control_keys[0],
                  min_controls: int = MIN_CONTROLS_PER_BATCH) -> np.ndarray:
         """`[num_labelled, hidden_size]` float64 well means of one block's embeddings, batch-corrected per experiment
         on its `control_key` wells when `correction` is not `none`."""
@@ -184,6 +189,11 @@ def well_table(row_ids: np.ndarray, metadata: pd.DataFrame, id_column: str, expe
     if (task is None) == (labels is None):
         raise ValueError("give either a task column or a labels table")
     row_ids = np.asarray(row_ids, dtype=object)
+    if id_column != WELL_ID_COLUMN and not pd.Index(metadata[id_column]).isin(row_ids).any() \
+            and pd.Index(row_ids).isin(metadata[WELL_ID_COLUMN].astype(str)).all():
+        # Rows are wells of several sites (`phenom embed` reads RxRx1 wells whole): one metadata row per well.
+        metadata = metadata.drop_duplicates(WELL_ID_COLUMN)
+        id_column = WELL_ID_COLUMN
     positions = pd.Index(metadata[id_column]).get_indexer(row_ids)
     if (positions < 0).any():
         missing = row_ids[positions < 0]
@@ -382,6 +392,8 @@ def default_metadata(data: str, metadata: str | None, revision: str | None = Non
     if metadata:
         return metadata
     local = Path(data)
+    if local.is_file():  # a LoadData or plate CSV: the labels live in the user's own metadata
+        raise FileNotFoundError(f"{data} is a file; pass --metadata (a CSV with well_id and the --task column)")
     if local.is_dir():
         for name in ("metadata_rxrx3_core.csv", "metadata.csv"):
             if (local / name).is_file():
@@ -415,7 +427,9 @@ def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None
         return existing
     argv = ["--model", model, "--data", data, "--out", str(out), "--blocks", "all", "--device", device,
             "--batch-size", str(batch_size)]
-    if metadata:
+    from phenom_data import detect_source
+
+    if metadata and "metadata" in detect_source(data).options:  # a LoadData CSV's labels are not the reader's
         argv += ["--metadata", metadata]
     if revision:
         argv += ["--revision", revision]
@@ -435,7 +449,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     source = parser.add_argument_group("embeddings (either a model and a dataset, or existing files)")
     source.add_argument("--model", help="model: Hub repo id or save_pretrained directory (embeds every block)")
-    source.add_argument("--data", help="dataset for --model: RxRx3-core Hub id or a local folder in its layout")
+    source.add_argument("--data", help="dataset for --model: any phenom embed --data source (RxRx3-core, RxRx1, a "
+                                       "LoadData or plate CSV with --metadata)")
     source.add_argument("--embeddings", nargs="+", metavar="FILE",
                         help="existing per-block embeddings files <name>_block<k>.parquet (official layout)")
     parser.add_argument("--metadata", metavar="CSV",
@@ -453,8 +468,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--correction", choices=CORRECTIONS, default="none",
                         help="batch correction per experiment, fitted on control wells, before the probe "
                              "(default: none, the paper's protocol)")
-    parser.add_argument("--control-key", default="EMPTY_control",
-                        help="treatment of the control wells a correction is fitted on (default: EMPTY_control)")
+    parser.add_argument("--control-key", default=RXRX3_CORE.control_keys[0],
+                        help=f"treatment of the control wells a correction is fitted on (default: "
+                             f"{RXRX3_CORE.control_keys[0]})")
     parser.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"lbfgs iterations (default: {MAX_ITER})")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --model")
     parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass for --model (default: 8)")
@@ -474,6 +490,7 @@ def format_curve(result: ProbeResult) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -506,8 +523,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         result = run_probe(table, split, block_features(table, files, args.correction, args.control_key),
                            seed=args.seed, max_iter=args.max_iter, show_progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog, error)
     provenance = file_provenance(next(iter(files.values())))
     results = probe_results(
         result,

@@ -6,7 +6,9 @@ For each annotation source (CORUM, HuMAP, Reactome, SIGNOR, StringDB: `<SOURCE>.
    dropped, and pairs with a gene that is not in the gene map are dropped;
 2. null = every upper-triangle pairwise cosine similarity of the gene map (`null="genes"`, EFAAR), or of every row of
    the perturbation map (`null="all-rows"`, the RxRx3-core notebook: genes, the CRISPR control row and compounds at
-   the RxRx3-core concentrations, compound-experiment controls left out);
+   the RxRx3-core concentrations, compound-experiment controls left out); rows are scaled to unit length by
+   scikit-learn's rule, so a row that is zero up to round-off (the CRISPR control row after centring) stays zero, as
+   in EFAAR's `cosine_similarity`;
 3. query = the cosine of each annotated pair, read from the same similarity matrix as the null (so a query value is
    tied exactly with its own entry in the null);
 4. percentile ranks of a query value `q` in the null of size `N`: left = #{null < q} / N, right = #{null <= q} / N
@@ -22,22 +24,21 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .aggregate import COMPOUND, PerturbationMap
-from .context import BenchmarkResult, EvalContext
-from .results import recall_means, recall_metric_name, threshold_name
+from .aggregate import PerturbationMap
+from .benchmark_common import unit_rows
+from .context import BenchmarkNotApplicable
+from .perturbations import COMPOUND, RXRX3_CORE_CONCENTRATIONS
+from .results import threshold_name
 
 BENCHMARK_SOURCES = ("CORUM", "HuMAP", "Reactome", "SIGNOR", "StringDB")
 RECALL_THRESHOLDS = ((0.05, 0.95), (0.1, 0.9))
 NULL_MODES = ("genes", "all-rows")
-# The compound concentrations (µM) the RxRx3-core benchmark notebook keeps in its map (EFAAR constants).
-RXRX3_CORE_CONCENTRATIONS = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)
 # Entries of one block of the similarity matrix (float64): 2**23 entries = 64 MiB.
 BLOCK_ENTRIES = 2**23
 
@@ -80,21 +81,11 @@ def null_rows(perturbation_map: PerturbationMap, null: str = "genes") -> Perturb
     if null == "genes":
         return perturbation_map.gene_rows()
     if null == "all-rows":
-        compound = perturbation_map.perturbation_types == COMPOUND
+        compound = perturbation_map.modalities == COMPOUND
         standard = np.isin(perturbation_map.concentrations, RXRX3_CORE_CONCENTRATIONS)
         keep = ~(compound & perturbation_map.is_control) & (~compound | standard)
         return perturbation_map.select(keep)
     raise ValueError(f"unknown null {null!r}; choose one of {', '.join(NULL_MODES)}")
-
-
-def unit_rows(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float64); a zero row has no cosine and is an error naming it."""
-    features = np.asarray(features, dtype=np.float64)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError(f"map rows with an all-zero embedding have no cosine similarity: "
-                         f"{list(np.asarray(labels)[norms[:, 0] == 0][:5])}")
-    return features / norms
 
 
 def _similarity_blocks(unit: np.ndarray, block_rows: int):
@@ -106,7 +97,7 @@ def cosine_percentile_ranks(unit: np.ndarray, pairs: np.ndarray, block_rows: int
     """Cosines of `pairs` and their left/right percentile ranks in the null of all upper-triangle cosines.
 
     Args:
-        unit: `[num_rows, num_features]` unit-length rows.
+        unit: `[num_rows, num_features]` unit-length rows (or zero rows).
         pairs: `[num_pairs, 2]` int row indices, first < second.
         block_rows: rows of the similarity matrix computed at once (default: `BLOCK_ENTRIES / num_rows`).
 
@@ -194,13 +185,14 @@ def known_relationship_recall(perturbation_map: PerturbationMap, annotations_dir
                               block_rows: int | None = None) -> list[SourceRecall]:
     """Recall of every source on the gene map of `perturbation_map` (see the module docstring).
 
-    Raises `ValueError` when the map has fewer than two genes or when no source has an annotated pair with both
-    genes in the map (the labels are probably not gene symbols).
+    Raises `BenchmarkNotApplicable` (a `ValueError`) when the map has fewer than two genes (e.g. a compound-only
+    screen), and `ValueError` when no source has an annotated pair with both genes in the map (the labels are
+    probably not gene symbols).
     """
     genes = perturbation_map.gene_rows()
     if len(genes) < 2:
-        raise ValueError(f"the gene map has {len(genes)} genes; known-relationship recall needs at least 2 "
-                         "(CRISPR wells whose treatment is '<GENE>_guide_<k>' or a gene symbol)")
+        raise BenchmarkNotApplicable(f"the gene map has {len(genes)} genes; known-relationship recall needs at least "
+                                     "2 (gene wells, e.g. CRISPR '<GENE>_guide_<k>' or a gene symbol)")
     repeated = pd.Index(genes.labels).duplicated()
     if repeated.any():
         raise ValueError(f"genes with several map rows (CRISPR wells with different concentrations?): "
@@ -225,7 +217,7 @@ def known_relationship_recall(perturbation_map: PerturbationMap, annotations_dir
         queries[source] = (len(pairs), int(present.sum()), candidates)
     all_pairs = np.concatenate([pair for _, _, candidates in queries.values() for pair in candidates]) \
         if queries else np.empty((0, 2), np.int64)
-    unit = unit_rows(null_map.features, null_map.labels)
+    unit = unit_rows(null_map.features)
     _, left, right, null_size = cosine_percentile_ranks(unit, all_pairs.reshape(-1, 2), block_rows)
 
     results, offset = [], 0
@@ -247,50 +239,15 @@ def known_relationship_recall(perturbation_map: PerturbationMap, annotations_dir
     return results
 
 
-def benchmark(context: EvalContext) -> BenchmarkResult:
-    """Known-relationship recall for `phenom eval`: metrics, label-permutation baselines and the sizes behind them.
-
-    A source with no annotated pair in the map gets no metric (never a 0 or NaN); a warning names it and its
-    `recall_<SOURCE>_query_size` count is 0.
-    """
-    per_source = known_relationship_recall(context.perturbation_map, context.annotations_dir, null=context.null,
-                                           seeds=context.seeds)
-    metrics, baselines, counts = {}, {}, {}
-    for result in per_source:
-        for threshold, value in result.recall.items():
-            metrics[f"recall_{result.source}_{threshold}"] = value
-        for threshold, value in result.baseline.items():
-            baselines[f"recall_{result.source}_{threshold}"] = value
-        counts[f"recall_{result.source}_null_size"] = result.null_size
-        counts[f"recall_{result.source}_query_size"] = result.query_size
-        counts[f"recall_{result.source}_annotated_pairs"] = result.annotated_pairs
-        counts[f"recall_{result.source}_pairs_missing_gene"] = result.pairs_missing_gene
-        if not result.query_size:
-            print(f"warning: no {result.source} pair has both genes in the map; recall_{result.source}_* not "
-                  "reported", file=sys.stderr)
-    metrics.update(recall_means(metrics, RECALL_THRESHOLDS))
-    baselines.update(recall_means(baselines, RECALL_THRESHOLDS))
-    missing_mean = recall_metric_name("mean", *RECALL_THRESHOLDS[0])
-    if missing_mean not in metrics:
-        print(f"warning: {missing_mean} not reported: a source of the paper's mean has no pair in the map",
-              file=sys.stderr)
-    counts["recall_genes_in_map"] = len(context.perturbation_map.gene_rows())
-    counts["recall_null_rows"] = len(null_rows(context.perturbation_map, context.null))
-    return BenchmarkResult(metrics, {}, baselines, counts)
-
-
 __all__ = [
     "default_annotations_dir",
     "BENCHMARK_SOURCES",
     "RECALL_THRESHOLDS",
     "NULL_MODES",
-    "RXRX3_CORE_CONCENTRATIONS",
     "load_relationships",
     "null_rows",
-    "unit_rows",
     "cosine_percentile_ranks",
     "recall_at",
     "SourceRecall",
     "known_relationship_recall",
-    "benchmark",
 ]

@@ -4,7 +4,7 @@ The paper reports two numbers per model but its exact construction was not recov
 module implements the reconstruction paper.md §4b proposes, consistent with EFAAR's `cluster_benchmark` (a KS
 statistic between two cosine distributions). The recipe, also written into `counts["replicate_consistency_recipe"]`:
 
-1. Wells of control perturbations (`EMPTY_control`, `CRISPR_control`) are left out.
+1. Control wells (`is_control`: in `phenom eval`, every control of the metadata's column mapping) are left out.
 2. Replicate profiles: the mean (or median) of a perturbation's wells within one batch, where a perturbation is
    `perturbation` (+ `concentration` when present) and a batch is `experiment_name` + `plate` by default (a plate
    is RxRx3's physical batch; pass `batch_columns=("experiment_name",)` for experiment-level replicates).
@@ -32,11 +32,10 @@ import pandas as pd
 from scipy.stats import cramervonmises_2samp, ks_2samp
 
 from eval.benchmark_common import (
-    CONTROL_PERTURBATIONS,
     BenchmarkNotApplicable,
     BenchmarkResult,
     check_features,
-    control_mask,
+    control_wells,
     group_codes,
     mean_and_std,
     perturbation_columns_for,
@@ -85,8 +84,7 @@ def replicate_profiles(
     *,
     perturbation_columns: Sequence[str] | None = None,
     batch_columns: Sequence[str] = DEFAULT_BATCH_COLUMNS,
-    control_column: str = "perturbation",
-    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
+    is_control: np.ndarray | None = None,
     aggregate: str = "mean",
 ) -> ReplicateProfiles:
     """Aggregate wells [N, D] (+ metadata, N rows) to one profile per perturbation and batch."""
@@ -97,9 +95,8 @@ def replicate_profiles(
         raise ValueError(f"metadata lacks the batch column(s) {missing}; it has {list(metadata.columns)}")
     if aggregate not in ("mean", "median"):
         raise ValueError(f"aggregate must be 'mean' or 'median', got {aggregate!r}")
-    keep = ~control_mask(metadata, control_column, control_values) if control_column in metadata else None
-    if keep is not None:
-        features, metadata = features[keep], metadata[keep]
+    keep = ~control_wells(is_control, metadata)
+    features, metadata = features[keep], metadata[keep]
     perturbation, _ = group_codes(metadata, perturbation_columns)
     batch, _ = group_codes(metadata, batch_columns)
     profile_code = np.unique(perturbation * (batch.max() + 1) + batch, return_inverse=True)[1]
@@ -180,8 +177,7 @@ def replicate_consistency_benchmark(
     *,
     perturbation_columns: Sequence[str] | None = None,
     batch_columns: Sequence[str] = DEFAULT_BATCH_COLUMNS,
-    control_column: str = "perturbation",
-    control_values: Sequence[str] = CONTROL_PERTURBATIONS,
+    is_control: np.ndarray | None = None,
     aggregate: str = "mean",
     seeds: Sequence[int] = DEFAULT_SEEDS,
     max_pairs_per_perturbation: int = MAX_PAIRS_PER_PERTURBATION,
@@ -193,7 +189,7 @@ def replicate_consistency_benchmark(
         metadata: one row per well with the perturbation and batch columns.
         perturbation_columns: what names a perturbation (default `perturbation` + `concentration` if present).
         batch_columns: what names a batch (default experiment + plate).
-        control_column, control_values: wells whose `control_column` is one of these are left out.
+        is_control: bool [wells], control wells, left out (None: none).
         aggregate: `mean` (EFAAR's default) or `median` of a perturbation's wells in a batch.
         seeds: one draw of capped replicate pairs and null pairs per seed.
         max_pairs_per_perturbation: the most replicate pairs one perturbation contributes.
@@ -206,7 +202,7 @@ def replicate_consistency_benchmark(
         raise ValueError("seeds is empty: give at least one seed")
     profiles = replicate_profiles(
         features, metadata, perturbation_columns=perturbation_columns, batch_columns=batch_columns,
-        control_column=control_column, control_values=control_values, aggregate=aggregate,
+        is_control=is_control, aggregate=aggregate,
     )
     statistics = {name: [] for name in ("ks", "cm", "ks_baseline", "cm_baseline", "mean_a", "mean_b")}
     for seed in seeds:
@@ -235,7 +231,7 @@ def replicate_consistency_benchmark(
         "replicate_consistency_recipe": recipe_text({
             "profile": f"{aggregate} of a perturbation's wells per batch ({' + '.join(batch_columns)})",
             "perturbation": " + ".join(perturbation_columns_for(metadata, perturbation_columns)),
-            "controls_left_out": ", ".join(control_values),
+            "controls_left_out": f"{int(control_wells(is_control, metadata).sum())} control wells",
             "replicate_pairs": f"same perturbation, different batches; at most {max_pairs_per_perturbation} "
             "per perturbation",
             "null_pairs": "as many, uniform over different perturbations from different batches",
@@ -247,48 +243,12 @@ def replicate_consistency_benchmark(
     return BenchmarkResult(metrics, metrics_std, baselines, counts)
 
 
-CONTEXT_BATCH_COLUMN = "correction batch x plate"
-
-
-def _context_inputs(context) -> dict:
-    """Well embeddings and metadata of an `EvalContext`, batches = its correction batches crossed with plates."""
-    metadata = context.well_metadata
-    batch = pd.Series(context.batches, index=metadata.index).astype(str)
-    if "plate" in metadata:
-        batch = batch + "/" + metadata["plate"].astype(str)
-    return {
-        "features": context.well_features,
-        "metadata": metadata.assign(**{CONTEXT_BATCH_COLUMN: batch.to_numpy()}),
-        "batch_columns": (CONTEXT_BATCH_COLUMN,),
-        "aggregate": context.aggregation,
-    }
-
-
-def context_cosines(context) -> ReplicateCosines:
-    """The replicate and null cosines `benchmark(context)` compares, for the context's first seed (for plots)."""
-    inputs = _context_inputs(context)
-    features, metadata = inputs.pop("features"), inputs.pop("metadata")
-    profiles = replicate_profiles(features, metadata, **inputs)
-    return replicate_cosines(profiles, context.seeds[0] if context.seeds else 0)[0]
-
-
-def benchmark(context) -> BenchmarkResult:
-    """`phenom eval`'s hook: corrected well embeddings of an `EvalContext`, its aggregation and seeds."""
-    if not context.seeds:
-        raise BenchmarkNotApplicable("replicate consistency samples null pairs per seed: give at least one seed")
-    inputs = _context_inputs(context)
-    return replicate_consistency_benchmark(inputs.pop("features"), inputs.pop("metadata"), seeds=context.seeds,
-                                           **inputs)
-
-
 __all__ = [
     "DEFAULT_BATCH_COLUMNS",
     "DEFAULT_SEEDS",
     "MAX_PAIRS_PER_PERTURBATION",
     "ReplicateCosines",
     "ReplicateProfiles",
-    "benchmark",
-    "context_cosines",
     "replicate_consistency_benchmark",
     "replicate_cosines",
     "replicate_profiles",

@@ -28,6 +28,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from phenom_data.errors import command, report_error
+
 KEPT_FILES = ("preprocessor_config.json", "LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
 REPORT_NAME = "trim_report.json"
 VERIFY_TOLERANCE = 1e-6
@@ -193,20 +195,21 @@ def trim(model: str, blocks: int, out: str | os.PathLike, revision: str | None =
     from transformers import AutoConfig, AutoModel
 
     import modeling_phenom  # noqa: F401  (registers Phenom with the Auto classes)
+    from modeling_phenom.loading import check_model_source, load_pretrained
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; the trimmed model is a folder")
+    check_model_source(model)
     config = AutoConfig.from_pretrained(model, revision=revision)
     if not hasattr(config, "trim_encoder_blocks"):
         raise ValueError(f"{model} is a {type(config).__name__} model; phenom trim needs a Phenom (or OpenPhenom) "
                          "model")
     check_blocks(config, blocks)
-    trimmed, loading = AutoModel.from_pretrained(model, revision=revision, trim_encoder_blocks=blocks,
-                                                 output_loading_info=True)
-    if loading["missing_keys"]:
-        missing = sorted(loading["missing_keys"])
-        raise ValueError(f"{model} lacks weights that the first {blocks} blocks need: {missing[:5]}")
+    # Refused when the first `blocks` blocks lack weights or a weight is NaN (blocks past them are ignored on purpose).
+    trimmed = load_pretrained(AutoModel, model, revision=revision, trim_encoder_blocks=blocks)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     trimmed.save_pretrained(temporary)
@@ -277,14 +280,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
         report = trim(args.model, args.blocks, args.out, revision=args.revision, overwrite=args.overwrite,
                       verify=args.verify, num_channels=args.channels)
     except (ValueError, FileExistsError, OSError) as error:
-        print(f"{prog or 'phenom trim'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom trim", error)
     print(format_report(report))
     print(f"wrote {args.out}")
     return 0

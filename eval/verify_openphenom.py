@@ -23,7 +23,6 @@ reaches `--min-cosine`.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_path, atomic_write_json
+from phenom_data.errors import command, report_error
+
+from .perturbations import RXRX3_CORE
 
 MODEL_REPO = "recursionpharma/OpenPhenom"
 DATASET_REPO = "recursionpharma/rxrx3-core"
@@ -38,7 +40,6 @@ NUM_SHARDS = 35
 METADATA_FILE = "metadata_rxrx3_core.csv"
 PUBLISHED_FILE = "OpenPhenom_rxrx3_core_embeddings.parquet"
 MODEL_FILES = ("config.json", "model.safetensors")
-CONTROL_TREATMENTS = ("EMPTY_control",)
 
 
 class VerificationUnavailable(RuntimeError):
@@ -127,9 +128,11 @@ def read_shard_wells(directory: str | Path, data_file: str, max_wells: int) -> S
     """The first `max_wells` complete wells of one shard (`data_file`, relative to an RxRx3-core `directory`)."""
     from itertools import islice
 
-    from phenom_data import RxRx3CoreWells
+    from modeling_phenom import PhenomImageProcessor
+    from phenom_data import open_wells
 
-    source = RxRx3CoreWells(directory, metadata=False, data_files=data_file)
+    # OpenPhenom's views (256 px, the released 16-bit rule): the processor its embeddings are compared under.
+    source = open_wells(directory, processor=PhenomImageProcessor(), metadata=False, data_files=data_file)
     wells = list(islice(iter(source), max_wells))
     if not wells:
         raise ValueError(f"{Path(directory) / data_file} holds no complete well ({source.stats.to_dict()})")
@@ -235,7 +238,7 @@ def compare_embeddings(
     if metadata is not None:
         known = metadata.drop_duplicates("well_id").set_index("well_id")
         experiments = known["experiment_name"].reindex(shared).fillna("unknown")
-        controls = known["treatment"].reindex(shared).isin(CONTROL_TREATMENTS).to_numpy()
+        controls = known[RXRX3_CORE.perturbation_col].reindex(shared).isin(RXRX3_CORE.control_keys).to_numpy()
         control_stats = []
         for experiment in experiments.unique():
             rows = (experiments == experiment).to_numpy() & controls
@@ -289,16 +292,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.wells < 1:
-        raise SystemExit(f"{prog or 'verify-openphenom'}: --wells must be at least 1, got {args.wells}")
+        raise ValueError(f"--wells must be at least 1, got {args.wells}")
     try:
         files = required_files(args.model, args.shard)
         preflight(files, args.cache_dir)
     except (VerificationUnavailable, ValueError) as error:
-        print(f"{prog or 'verify-openphenom'}: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom verify-openphenom", error)
 
     import torch
     from transformers import AutoModel

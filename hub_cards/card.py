@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from eval.benchmarks import metric_family, metric_title, sort_metric_names
+from eval.results import EvalResults, ResultsError, read_all_results
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+from phenom_data.errors import command, report_error
+from phenom_data.paths import resolve_inside, safe_component
 
 from .model_info import (
     LicenseError,
@@ -48,12 +51,8 @@ from .references import (
     VITALLY_CONSISTENT_BIBTEX,
     dataset_identity,
     looks_like_hub_id,
-    metric_family,
-    metric_title,
     phenom_bibtex,
-    sort_metric_names,
 )
-from .results import BenchmarkResults, ResultsError, read_all_results
 
 TASK_TYPE = "image-feature-extraction"
 TASK_NAME = "Cell microscopy representation benchmarks"
@@ -75,7 +74,7 @@ def model_index_metric_type(name: str, block: int | None, correction: str | None
     return "/".join(parts)
 
 
-def eval_results_of(results: Sequence[BenchmarkResults]) -> list:
+def eval_results_of(results: Sequence[EvalResults]) -> list:
     """One `EvalResult` per metric of every results file, in a stable order (dataset, block, correction, metric)."""
     from huggingface_hub import EvalResult
 
@@ -93,7 +92,7 @@ def eval_results_of(results: Sequence[BenchmarkResults]) -> list:
     return entries
 
 
-def check_results(results: Sequence[BenchmarkResults], allow_multiple_datasets: bool = False) -> None:
+def check_results(results: Sequence[EvalResults], allow_multiple_datasets: bool = False) -> None:
     """A card describes one model on one dataset (several only when asked), and every metric once."""
     if not results:
         raise CardError("no results to put in the card")
@@ -124,7 +123,7 @@ def check_results(results: Sequence[BenchmarkResults], allow_multiple_datasets: 
 
 
 # ----------------------------------------------------------------------------------------------- the card
-def build_card(results: Sequence[BenchmarkResults], model: ModelDescription, *, repo_id: str | None = None,
+def build_card(results: Sequence[EvalResults], model: ModelDescription, *, repo_id: str | None = None,
                model_name: str | None = None, allow_multiple_datasets: bool = False, license: str | None = None,
                license_name: str | None = None, license_link: str | None = None, base_model: str | None = None):
     """The `huggingface_hub.ModelCard` for `model` with `results` in its model-index (module docstring).
@@ -169,26 +168,29 @@ def build_card(results: Sequence[BenchmarkResults], model: ModelDescription, *, 
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
-def write_card(card, out_dir: str | Path, results: Sequence[BenchmarkResults]) -> tuple[Path, list[tuple[Path, str]]]:
+def write_card(card, out_dir: str | Path, results: Sequence[EvalResults]) -> tuple[Path, list[tuple[Path, str]]]:
     """Write `README.md` and a copy of every results file (under `phenom_results/`, the paths they get in the repo)
     into `out_dir`, atomically. Returns the card path and `(local file, path in repo)` of each results copy."""
     out_dir = Path(out_dir)
     copies = []
     for result, path_in_repo in zip(results, results_paths_in_repo(results), strict=True):
-        target = out_dir / path_in_repo
+        target = resolve_inside(out_dir, path_in_repo, what="results copy")
         atomic_write_bytes(target, result.path.read_bytes())
         copies.append((target, path_in_repo))
     readme = atomic_write_text(out_dir / "README.md", str(card))
     return readme, copies
 
 
-def results_paths_in_repo(results: Sequence[BenchmarkResults]) -> list[str]:
-    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file."""
+def results_paths_in_repo(results: Sequence[EvalResults]) -> list[str]:
+    """`phenom_results/<dataset>/<block>[_<correction>].json`, unique per file. The dataset and correction come from
+    results files (untrusted): each becomes one file-name component (`phenom_data.paths.safe_component`), so a
+    crafted `correction` such as `x/../../name` stays a name inside `phenom_results/<dataset>/`."""
     paths: list[str] = []
     for result in results:
         stem = "all-blocks" if result.block is None else f"block{result.block}"
         stem += f"_{result.correction}" if result.correction else ""
-        base = f"{RESULTS_FOLDER}/{_slug(dataset_identity(result.dataset)[1])}/{stem}"
+        dataset = safe_component(_slug(dataset_identity(result.dataset)[1]), what="dataset name")
+        base = f"{RESULTS_FOLDER}/{dataset}/{safe_component(stem, what='correction')}"
         candidate, number = f"{base}.json", 2
         while candidate in paths:
             candidate, number = f"{base}_{number}.json", number + 1
@@ -305,13 +307,13 @@ def _training(model: ModelDescription) -> str:
     return "\n".join(lines)
 
 
-def _evaluation(results: Sequence[BenchmarkResults]) -> str:
+def _evaluation(results: Sequence[EvalResults]) -> str:
     lines = ["## Evaluation", "",
              f"Computed with `phenom eval` / `phenom probe` from {len(results)} results file(s). Every number below "
              "is also in this card's `model-index` (metric type `<metric>/block<k>/<correction>`) and in "
              f"`{RESULTS_FOLDER}/` of this repository. Values are `mean ± std` over seeds where several ran; the "
              "random baseline is the evaluation's own null for the same metric."]
-    groups: dict[tuple[str, str | None], list[BenchmarkResults]] = {}
+    groups: dict[tuple[str, str | None], list[EvalResults]] = {}
     for result in _ordered(results):
         groups.setdefault((dataset_identity(result.dataset)[1], result.correction), []).append(result)
     for (dataset_name, correction), members in groups.items():
@@ -352,7 +354,7 @@ def _paper_numbers() -> str:
     )
 
 
-def _get_started(repo_id: str, model: ModelDescription, results: Sequence[BenchmarkResults]) -> str:
+def _get_started(repo_id: str, model: ModelDescription, results: Sequence[EvalResults]) -> str:
     config = model.config
     channels = 6 if getattr(config, "channel_agnostic", False) else int(config.num_channels)
     processor = (f'PhenomImageProcessor.from_pretrained("{repo_id}")' if model.has_preprocessor_config
@@ -408,7 +410,7 @@ def _citation() -> str:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _ordered(results: Sequence[BenchmarkResults]) -> list[BenchmarkResults]:
+def _ordered(results: Sequence[EvalResults]) -> list[EvalResults]:
     # Per-block results first (by correction, then block), results across blocks (the probe) last.
     return sorted(results, key=lambda result: (dataset_identity(result.dataset)[0], result.block is None,
                                                result.correction or "", result.block or 0))
@@ -517,6 +519,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from .publish import PublishError, execute, plan_push, print_plan, require_push_credentials, stage_model_files
 
@@ -553,8 +556,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             else:
                 execute(operations, token)
     except (ResultsError, ModelSourceError, LicenseError, CardError, PublishError) as error:
-        print(f"{prog or 'phenom card'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom card", error)
     return 0
 
 

@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_json
+from phenom_data.errors import command, report_error
 
 STATE_FILE = "demo_state.json"
 MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
@@ -182,9 +183,12 @@ def block_files(out: Path, name: str) -> list[Path]:
 def stage_baseline(out: Path, progress: bool) -> None:
     from eval.embeddings_file import write_embeddings
     from eval.handcrafted import embed_handcrafted
-    from phenom_data import RxRx3CoreWells
+    from modeling_phenom import PhenomImageProcessor
+    from phenom_data import open_wells
 
-    well_ids, features = embed_handcrafted(RxRx3CoreWells(out / "data"), progress=progress)
+    # The data entry point every command uses, with the trained model's processor (its 16-bit rule and crop size).
+    processor = PhenomImageProcessor.from_model(out / "pretrain" / "final")
+    well_ids, features = embed_handcrafted(open_wells(out / "data", processor=processor), progress=progress)
     write_embeddings(out / "embeddings" / "handcrafted-skimage.parquet", well_ids, features,
                      provenance={"model": "handcrafted-skimage", "dataset": str(out / "data")})
 
@@ -196,7 +200,7 @@ def stage_eval(out: Path, size: str) -> None:
         _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),
                               "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
                               "--out", str(out / "results" / name), "--model-name", name,
-                              "--dataset-name", f"phenom-synth-{size}"], f"eval {name}")
+                              "--dataset-name", f"phenom-synth-{size}", "--overwrite"], f"eval {name}")
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
@@ -314,19 +318,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     steps = args.steps if args.steps is not None else SIZES[args.size][1]
     if steps < 1:
-        print(f"{prog or 'phenom demo'}: --steps must be >= 1, got {steps}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--steps must be >= 1, got {steps}")
     out = args.out.resolve()
     settings = {"size": args.size, "steps": steps, "seed": args.seed}
     try:
         state, mode = prepare_output(out, settings, args.overwrite)
     except DemoError as error:
-        print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom demo", error)
     print({"fresh": f"phenom demo into {out}",
            "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
            "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode], flush=True)

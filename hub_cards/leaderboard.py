@@ -19,15 +19,16 @@ import csv
 import io
 import math
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.benchmarks import metric_title, sort_metric_names
+from eval.results import EvalResults, ResultsError, read_all_results
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
+from phenom_data.errors import command, report_error
 
-from .references import dataset_identity, metric_title, sort_metric_names
-from .results import BenchmarkResults, ResultsError, read_all_results
+from .references import dataset_identity
 
 DEFAULT_SORT_METRIC = "recall_mean_0.05_0.95"
 UNRANKED_METRICS = ("probe_best_block",)
@@ -68,7 +69,7 @@ class Leaderboard:
         return values.pop() if len(values) == 1 else None
 
 
-def build_leaderboard(results: Sequence[BenchmarkResults], sort_metric: str | None = None,
+def build_leaderboard(results: Sequence[EvalResults], sort_metric: str | None = None,
                       metrics: Sequence[str] | None = None) -> Leaderboard:
     """Lay out `results` (module docstring); `metrics` restricts and orders the columns."""
     if not results:
@@ -196,7 +197,7 @@ def write_leaderboard(board: Leaderboard, out_dir: str | Path, title: str = "Lea
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _label(result: BenchmarkResults, everything: Sequence[BenchmarkResults]) -> str:
+def _label(result: EvalResults, everything: Sequence[EvalResults]) -> str:
     """The model, plus the correction and dataset when the inputs mix several."""
     label = result.model
     # Results without a correction (the probe's) span corrections: they never make a label need one.
@@ -216,6 +217,7 @@ def _escape(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- command line
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description="Compare benchmark results across models and blocks: leaderboard.md, leaderboard.csv "
@@ -232,8 +234,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                   metrics=[name.strip() for name in args.metrics.split(",")] if args.metrics else None)
         written = write_leaderboard(board, args.out, args.title)
     except (ResultsError, LeaderboardError) as error:
-        print(f"{prog or 'phenom leaderboard'}: error: {error}", file=sys.stderr)
-        return 2
+        return report_error(prog or "phenom leaderboard", error)
     print(f"{len(board.rows)} rows x {len(board.metrics)} metrics, sorted by {board.sort_metric}: "
           + ", ".join(str(path) for path in written.values()))
     return 0

@@ -1,5 +1,5 @@
-"""Fixed facts a card quotes: licenses, known datasets, preset names, metric descriptions, the paper's numbers and
-the citations.
+"""Fixed facts a card quotes: licenses, known datasets, preset names, the paper's numbers and the citations (metric
+titles and descriptions come from the benchmark registry, `eval.benchmarks`).
 
 Sources: `reference/openphenom.md` §0-1 (OpenPhenom's license, training data and released recipe),
 `reference/paper.md` §1.1 (model names) and §6.5 (RxRx3-core 735-gene recall as reported by the RxRx3-core paper,
@@ -76,72 +76,6 @@ PRESET_GEOMETRY_FIELDS = ("patch_size", "channel_agnostic", "hidden_size", "num_
 CORRECTION_TITLES = {"none": "no correction", "pca-centerscale": "PCA-CenterScale", "tvn": "TVN",
                      "centerscale": "CenterScale"}
 
-# ------------------------------------------------------------------------------------------------ metrics
-_SOURCE_TITLES = {"CORUM": "CORUM", "HuMAP": "hu.MAP", "Reactome": "Reactome", "SIGNOR": "SIGNOR",
-                  "StringDB": "StringDB"}
-METRIC_FAMILIES = (
-    (re.compile(r"^recall_mean_"), "mean recall",
-     "known-relationship recall averaged over CORUM, hu.MAP, Reactome and StringDB (as the paper)"),
-    (re.compile(r"^recall_"), "recall",
-     "known-relationship recall: fraction of annotated gene pairs whose cosine similarity falls in the lower or "
-     "upper tail (percentiles in the name) of the null of all gene-pair cosines (EFAAR)"),
-    (re.compile(r"^replicate_consistency_"), "replicate consistency",
-     "batch-correction replicate consistency: Kolmogorov-Smirnov (ks) or Cramér-von Mises (cm) statistic between "
-     "replicate cosines and a null"),
-    (re.compile(r"^compound_gene_"), "compound-gene activity",
-     "compound-gene activity prediction on RxRx3-core: average precision (ap) or ROC AUC (auc) of known "
-     "compound-gene interactions, per concentration or at the best concentration (max)"),
-    (re.compile(r"^signal_"), "signal",
-     "perturbation signal: fraction of perturbations with a consistent (or large) signal against controls"),
-    (re.compile(r"^probe_"), "linear probe",
-     "block-wise linear probe: class-balanced logistic regression scored by balanced accuracy on held-out "
-     "experiments; probe_best_block is the block it recommends"),
-)
-
-
-def metric_family(name: str) -> tuple[int, str, str]:
-    """`(order, family, description)` of a metric name; unknown names sort last."""
-    for order, (pattern, family, description) in enumerate(METRIC_FAMILIES):
-        if pattern.match(name):
-            return order, family, description
-    return len(METRIC_FAMILIES), "other", "reported by the evaluation as is"
-
-
-def metric_title(name: str) -> str:
-    """A readable title: `recall_CORUM_0.05_0.95` -> `CORUM recall (5 % / 95 %)`; unknown names unchanged."""
-    if match := re.match(r"^recall_(\w+?)_([\d.]+)_([\d.]+)$", name):
-        source, lower, upper = match.groups()
-        try:
-            tails = f"{float(lower) * 100:g} % / {float(upper) * 100:g} %"
-        except ValueError:
-            tails = f"{lower} / {upper}"
-        if source == "mean":
-            return f"mean recall of CORUM, hu.MAP, Reactome, StringDB ({tails})"
-        return f"{_SOURCE_TITLES.get(source, source)} recall ({tails})"
-    if match := re.match(r"^probe_balanced_accuracy_block(\d+)$", name):
-        return f"linear probe balanced accuracy, block {match.group(1)}"
-    if name == "probe_best_block":
-        return "linear probe best block"
-    if match := re.match(r"^replicate_consistency_(\w+)$", name):
-        return f"replicate consistency ({match.group(1).upper()})"
-    if match := re.match(r"^compound_gene_(ap|auc)_(.+)$", name):
-        where = "best concentration" if match.group(2) == "max" else f"{match.group(2)} µM"
-        return f"compound-gene {match.group(1).upper()} ({where})"
-    return name.replace("_", " ")
-
-
-def sort_metric_names(names) -> list[str]:
-    """Metric names in reading order: recall mean, recall per source, replicate consistency, compound-gene, signal,
-    probe (probe blocks numerically), anything else; alphabetical within a family."""
-
-    def key(name: str):
-        order, _, _ = metric_family(name)
-        block = re.match(r"^probe_balanced_accuracy_block(\d+)$", name)
-        return order, int(block.group(1)) if block else 0, name
-
-    return sorted(set(names), key=key)
-
-
 # ------------------------------------------------------------------------------------------------ the paper
 PAPER_URL = "https://proceedings.mlr.press/v267/kenyon-dean25a.html"
 PAPER_RECALL_SOURCE = (
@@ -200,7 +134,6 @@ __all__ = [
     "CORRECTION_TITLES",
     "DATASET_ALIASES",
     "KNOWN_DATASETS",
-    "METRIC_FAMILIES",
     "OPENPHENOM_LICENSE",
     "OPENPHENOM_REPO_ID",
     "OPENPHENOM_TRAINING",
@@ -216,8 +149,5 @@ __all__ = [
     "VITALLY_CONSISTENT_BIBTEX",
     "dataset_identity",
     "looks_like_hub_id",
-    "metric_family",
-    "metric_title",
     "phenom_bibtex",
-    "sort_metric_names",
 ]

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import struct
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +37,7 @@ from transformers import PreTrainedConfig
 
 from .configuration_phenom import PhenomConfig
 from .image_processing_phenom import PhenomImageProcessor
+from .loading import check_model_source
 from .modeling_phenom import PhenomForMaskedImageModeling, PhenomModel, PhenomPreTrainedModel
 
 HUB_REPO_ID = "recursionpharma/OpenPhenom"
@@ -584,6 +584,9 @@ def convert_openphenom(
     destination = Path(destination)
     if destination.exists() and not overwrite:
         raise FileExistsError(f"{destination} exists; pass overwrite=True (--overwrite) to replace it")
+    if destination.exists() and not destination.is_dir():
+        raise FileExistsError(f"destination {destination} is a file; the converted model is a folder")
+    check_model_source(source, what="source")
     config_path = resolve_openphenom_file(source, CONFIG_NAME, **hub_kwargs)
     hub_config = json.loads(config_path.read_text())
     config = PhenomConfig(**translate_openphenom_config(hub_config))
@@ -630,14 +633,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     args = parser.parse_args(argv)
-    try:
-        destination = convert_openphenom(
-            args.source, args.destination, encoder_only=args.encoder_only, overwrite=args.overwrite,
-            revision=args.revision, cache_dir=args.cache_dir, token=args.token, local_files_only=is_offline_mode(),
-        )
-    except (OSError, ValueError, KeyError) as error:  # a bad source or destination: say which, no traceback
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
+    # A bad source or destination raises OSError / ValueError: `phenom convert` (phenom/cli.py) prints it on one line
+    # and exits 2 (the traceback with --debug).
+    destination = convert_openphenom(
+        args.source, args.destination, encoder_only=args.encoder_only, overwrite=args.overwrite,
+        revision=args.revision, cache_dir=args.cache_dir, token=args.token, local_files_only=is_offline_mode(),
+    )
     weights = destination / "model.safetensors"
     print(f"wrote {destination} ({'encoder only' if args.encoder_only else 'encoder + decoder'}, "
           f"model.safetensors {weights.stat().st_size / 1e6:.1f} MB)")

@@ -54,12 +54,16 @@ class PhenomModelOutput(ModelOutput):
             `fc_norm(pooler_output)`, the released encoder head (openphenom.md §3.5).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): `num_encoder_blocks + 1` tensors of shape
             `(batch_size, 1 + num_tokens, hidden_size)`; entry 0 = tokens with positions, entry k = output of block k.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions`, `num_encoder_blocks` tensors of
+            shape `(batch_size, num_attention_heads, 1 + num_tokens, 1 + num_tokens)`: block k's softmax attention
+            weights (entry k - 1), each row (query) summing to 1.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     normalized_pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -90,6 +94,9 @@ class PhenomForMaskedImageModelingOutput(ModelOutput):
             then the kept tokens in shuffled (`argsort(noise)`) order, as the released model (no final LayerNorm).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): the encoder's `num_encoder_blocks + 1` hidden states
             of the kept tokens (shape of `latent`), when asked.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): with `output_attentions`, the encoder's attention
+            weights over the kept tokens, one `(batch_size, num_attention_heads, 1 + num_kept, 1 + num_kept)` tensor
+            per block (the decoder's attentions are not returned, as in ViTMAE).
     """
 
     loss: torch.FloatTensor | None = None
@@ -100,6 +107,7 @@ class PhenomForMaskedImageModelingOutput(ModelOutput):
     ids_restore: torch.LongTensor | None = None
     latent: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -142,25 +150,50 @@ def validate_pixel_values(pixel_values: torch.Tensor, config: PhenomConfig) -> N
             f"pixel_values must be uint8 (0..255) or floating point on the 0..{config.pixel_scale:g} scale, got "
             f"{pixel_values.dtype}; convert 16-bit images to 8-bit with PhenomImageProcessor"
         )
-    if not torch.isfinite(pixel_values).all():
-        raise ValueError("pixel_values contain NaN or infinite values")
-    maximum = pixel_values.amax().item()
-    minimum = pixel_values.amin().item()
-    if minimum < 0:
-        raise ValueError(
-            f"pixel_values must be non-negative (0..{config.pixel_scale:g}), got a minimum of {minimum:g}"
-        )
-    if config.pixel_scale != 1.0 and maximum <= 1.0 and maximum > 0:
-        raise ValueError(
-            f"float pixel_values have a maximum of {maximum:g} <= 1.0, but the model divides by pixel_scale="
-            f"{config.pixel_scale:g}: pass 0..255 values (e.g. uint8), or set pixel_scale=1.0 in the config for "
-            "images already scaled to 0..1"
-        )
-    if maximum > config.pixel_scale:
-        raise ValueError(
-            f"pixel_values exceed pixel_scale={config.pixel_scale:g} (maximum {maximum:g}); convert 16-bit images to "
-            "8-bit with PhenomImageProcessor, or set pixel_scale to the range of your data"
-        )
+    _check_pixel_range(pixel_values, config.pixel_scale)
+
+
+def _check_pixel_range(pixel_values: torch.Tensor, pixel_scale: float) -> None:
+    """The data checks of float `pixel_values`: finite, non-negative, at most `pixel_scale`, and (unless
+    `pixel_scale` is 1) not scaled to 0..1.
+
+    Eager: `ValueError` naming the problem and the offending value. Traced (`torch.export`, `torch.compile`): a Python
+    branch on data would break the trace, so each rule becomes a graph assertion (`torch._assert_async`) that raises
+    `RuntimeError` with the same message, without the value, when the exported program runs on such input.
+    """
+    minimum, maximum = pixel_values.amin(), pixel_values.amax()
+    # (holds, message with a {detail} slot, the detail: the offending value, eager only)
+    rules = [
+        (torch.isfinite(pixel_values).all(), "pixel_values contain NaN or infinite values{detail}", ""),
+        (
+            minimum >= 0,
+            f"pixel_values must be non-negative (0..{pixel_scale:g}){{detail}}",
+            ", got a minimum of {minimum:g}",
+        ),
+    ]
+    if pixel_scale != 1.0:
+        rules.append((
+            (maximum > 1.0) | (maximum <= 0),
+            f"float pixel_values have a maximum{{detail}} <= 1.0, but the model divides by pixel_scale="
+            f"{pixel_scale:g}: pass 0..255 values (e.g. uint8), or set pixel_scale=1.0 in the config for images "
+            "already scaled to 0..1",
+            " of {maximum:g}",
+        ))
+    rules.append((
+        maximum <= pixel_scale,
+        f"pixel_values exceed pixel_scale={pixel_scale:g}{{detail}}; convert 16-bit images to 8-bit with "
+        "PhenomImageProcessor, or set pixel_scale to the range of your data",
+        " (maximum {maximum:g})",
+    ))
+    if torch.compiler.is_compiling():
+        for holds, message, _ in rules:
+            torch._assert_async(holds, message.format(detail=""))
+        return
+    passed = torch.stack([holds for holds, _, _ in rules]).tolist()  # one device sync for every rule
+    for ok, (_, message, detail) in zip(passed, rules, strict=True):
+        if not ok:
+            values = {"minimum": minimum.item(), "maximum": maximum.item()}
+            raise ValueError(message.format(detail=detail.format(**values)))
 
 
 def self_standardize(pixel_values: torch.Tensor, pixel_scale: float) -> torch.Tensor:
@@ -285,11 +318,22 @@ def _qk_norm(config: PhenomConfig) -> nn.Module:
     return _head_norm(config.qk_norm, config.head_dim, config.layer_norm_eps)
 
 
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """SDPA over `[batch, heads, tokens, head_dim]` tensors -> `[batch, tokens, heads * head_dim]`."""
-    output = F.scaled_dot_product_attention(query, key, value)
+def _attend(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, output_attentions: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention over `[batch, heads, tokens, head_dim]` tensors -> (`[batch, queries, heads * head_dim]`, weights).
+
+    SDPA (no weights) unless `output_attentions`: then the softmax is computed explicitly, the same math up to
+    rounding, and its weights `[batch, heads, queries, keys]` are returned too (only when asked: the explicit path
+    materializes them and is slower).
+    """
+    if output_attentions:
+        weights = torch.softmax((query * query.shape[-1] ** -0.5) @ key.transpose(-2, -1), dim=-1)
+        output = weights @ value
+    else:
+        weights, output = None, F.scaled_dot_product_attention(query, key, value)
     batch_size, num_heads, num_tokens, head_dim = output.shape
-    return output.transpose(1, 2).reshape(batch_size, num_tokens, num_heads * head_dim)
+    return output.transpose(1, 2).reshape(batch_size, num_tokens, num_heads * head_dim), weights
 
 
 def _split_heads(tensor: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -401,13 +445,17 @@ class PhenomParallelLayer(GradientCheckpointingLayer):
             return torch.cat([self.qkv_bias, self.mlp_bias])
         return torch.cat([self.mlp_bias, self.qkv_bias])
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """`[batch, tokens, hidden_size]` -> the same shape; with `output_attentions`, `(tokens, attention weights
+        [batch, heads, tokens, tokens])`."""
         batch_size, num_tokens, hidden_size = hidden_states.shape
         projected = F.linear(self.in_norm(hidden_states), self.in_proj.weight, self.fused_bias())
         mlp_in, query, key, value = projected.split(self.split_sizes, dim=-1)
         query = self.q_norm(_split_heads(query, self.num_heads))
         key = self.k_norm(_split_heads(key, self.num_heads))
-        attention = _attend(query, key, _split_heads(value, self.num_heads))
+        attention, weights = _attend(query, key, _split_heads(value, self.num_heads), output_attentions)
         if self.inplace_activation is not None and not (torch.is_grad_enabled() and projected.requires_grad):
             # Nothing to keep for a backward pass: activate the MLP slice of `projected` in place instead of
             # allocating a new [tokens, intermediate_size] tensor (bench/: a fresh one of that size costs page faults
@@ -422,8 +470,10 @@ class PhenomParallelLayer(GradientCheckpointingLayer):
             branch.view(-1, hidden_size), activated.reshape(-1, activated.shape[-1]), self.mlp_out_proj.weight.t()
         ).view(batch_size, num_tokens, hidden_size)
         if isinstance(self.layer_scale, PhenomLayerScale) and not (self.training and self.drop_path.drop_prob):
-            return torch.addcmul(hidden_states, branch, self.layer_scale.gamma)  # one pass for scale and residual
-        return hidden_states + self.drop_path(self.layer_scale(branch))
+            hidden_states = torch.addcmul(hidden_states, branch, self.layer_scale.gamma)  # scale and residual at once
+        else:
+            hidden_states = hidden_states + self.drop_path(self.layer_scale(branch))
+        return (hidden_states, weights) if output_attentions else hidden_states
 
 
 class PhenomAttention(nn.Module):
@@ -438,11 +488,15 @@ class PhenomAttention(nn.Module):
         self.k_norm = _qk_norm(config)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`[batch, tokens, hidden_size]` -> (the same shape, weights `[batch, heads, tokens, tokens]` or `None`)."""
         query, key, value = self.qkv(hidden_states).chunk(3, dim=-1)
         query = self.q_norm(_split_heads(query, self.num_heads))
         key = self.k_norm(_split_heads(key, self.num_heads))
-        return self.proj(_attend(query, key, _split_heads(value, self.num_heads)))
+        attention, weights = _attend(query, key, _split_heads(value, self.num_heads), output_attentions)
+        return self.proj(attention), weights
 
 
 class PhenomMLP(nn.Module):
@@ -472,9 +526,15 @@ class PhenomSequentialLayer(GradientCheckpointingLayer):
         self.layer_scale2 = _layer_scale(config)
         self.drop_path = PhenomDropPath(drop_path_rate)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = hidden_states + self.drop_path(self.layer_scale1(self.attention(self.norm1(hidden_states))))
-        return hidden_states + self.drop_path(self.layer_scale2(self.mlp(self.norm2(hidden_states))))
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """`[batch, tokens, hidden_size]` -> the same shape; with `output_attentions`, `(tokens, attention weights
+        [batch, heads, tokens, tokens])`."""
+        attention, weights = self.attention(self.norm1(hidden_states), output_attentions)
+        hidden_states = hidden_states + self.drop_path(self.layer_scale1(attention))
+        hidden_states = hidden_states + self.drop_path(self.layer_scale2(self.mlp(self.norm2(hidden_states))))
+        return (hidden_states, weights) if output_attentions else hidden_states
 
 
 LAYER_CLASSES = {"parallel": PhenomParallelLayer, "sequential": PhenomSequentialLayer}
@@ -492,16 +552,26 @@ class PhenomEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(
-        self, hidden_states: torch.Tensor, output_hidden_states: bool = False, num_blocks: int | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """Run blocks 1..`num_blocks` (all by default). Returns the last tokens and, if asked, every block's input
-        and output (`num_blocks + 1` tensors)."""
+        self,
+        hidden_states: torch.Tensor,
+        output_hidden_states: bool = False,
+        num_blocks: int | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """Run blocks 1..`num_blocks` (all by default). Returns the last tokens, every block's input and output
+        (`num_blocks + 1` tensors) if `output_hidden_states`, and every block's attention weights (`num_blocks`
+        tensors `[batch, heads, tokens, tokens]`) if `output_attentions`."""
         all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers[:num_blocks]:
-            hidden_states = layer(hidden_states)
+            if output_attentions:
+                hidden_states, weights = layer(hidden_states, output_attentions=True)
+                all_attentions = all_attentions + (weights,)
+            else:
+                hidden_states = layer(hidden_states)
             if output_hidden_states:
                 all_hidden_states = all_hidden_states + (hidden_states,)
-        return hidden_states, all_hidden_states
+        return hidden_states, all_hidden_states, all_attentions
 
 
 # ----------------------------------------------------------------------------- masking, patches, loss
@@ -648,7 +718,7 @@ class PhenomCrossAttention(nn.Module):
         key, value = self.key_value(context).chunk(2, dim=-1)
         query = self.q_norm(_split_heads(self.query(hidden_states), self.num_heads))
         key = self.k_norm(_split_heads(key, self.num_heads))
-        attention = _attend(query, key, _split_heads(value, self.num_heads))
+        attention, _ = _attend(query, key, _split_heads(value, self.num_heads))
         return self.proj(attention)
 
 
@@ -794,6 +864,26 @@ class PhenomPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["PhenomEmbeddings", "PhenomParallelLayer", "PhenomSequentialLayer"]
     _supports_sdpa = True
 
+    def post_init(self) -> None:
+        super().post_init()
+        # What the modules froze at construction (sin-cos tables, placeholders, heads off the loss path), by name:
+        # transformers' loader replaces every loaded parameter by a new, trainable one, and `from_pretrained`
+        # freezes these again.
+        self._frozen_parameter_names = frozenset(
+            name for name, parameter in self.named_parameters() if not parameter.requires_grad
+        )
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """[`PreTrainedModel.from_pretrained`], with the parameters the model freezes at construction still frozen
+        (transformers 5 loads every floating-point tensor as a trainable parameter)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
+        for name, parameter in model.named_parameters():
+            if name in model._frozen_parameter_names:
+                parameter.requires_grad_(False)
+        return loaded
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' `save_pretrained`; for the Phenom classes also the remote code (module docstring).
 
@@ -807,10 +897,17 @@ class PhenomPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, PhenomPatchEmbeddings):
-            # MAE: the patch projection is initialized like a linear layer (He et al.).
-            init.xavier_uniform_(module.projection.weight.view(module.projection.weight.shape[0], -1))
-            init.zeros_(module.projection.bias)
+        if isinstance(module, nn.Conv2d):
+            # The patch projection (the only convolution). MAE initializes it like a linear layer over the flattened
+            # patch (He et al.): Xavier-uniform with fan_in = in_channels * p * p and fan_out = hidden_size (torch's
+            # xavier_uniform_ on the 4-D weight would count fan_out * p * p). Dispatched on the Conv2d itself, the
+            # module that owns the tensors: transformers skips `_init_weights` for a custom-code module that owns no
+            # parameters directly (PhenomPatchEmbeddings), and `init.uniform_` on the weight itself (not a view)
+            # honours `_is_hf_initialized`, so loaded weights are never overwritten.
+            fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            init.uniform_(module.weight, -bound, bound)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             if getattr(module, "is_attention_input", False) and self.config.attention_init == "xavier_uniform":
                 init.xavier_uniform_(module.weight)
@@ -900,22 +997,35 @@ class PhenomModel(PhenomPreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> PhenomModelOutput | tuple:
+        """
+        Args:
+            pixel_values: `[batch, channels, height, width]`, uint8 or float on the 0..`pixel_scale` scale.
+            output_attentions: also return every block's attention weights (computed without SDPA; slower).
+            output_hidden_states: also return the embeddings and every block's output.
+            return_dict: a [`PhenomModelOutput`] (default) or a plain tuple of its non-`None` fields.
+
+        Any other keyword is a `TypeError` (a misspelt option is never silently ignored).
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         tokens = self.embed(pixel_values)
-        last_hidden_state, hidden_states = self.encoder(tokens, output_hidden_states=output_hidden_states)
+        last_hidden_state, hidden_states, attentions = self.encoder(
+            tokens, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
         pooled = pool_patch_tokens(last_hidden_state)
         output = PhenomModelOutput(
             last_hidden_state=last_hidden_state,
             pooler_output=pooled,
             normalized_pooler_output=self.fc_norm(pooled),
             hidden_states=hidden_states,
+            attentions=attentions,
         )
         return output if return_dict else output.to_tuple()
 
@@ -946,7 +1056,7 @@ class PhenomModel(PhenomPreTrainedModel):
             raise ValueError("per-channel embeddings need a channel-agnostic model (one token set per channel); this "
                              "model embeds all channels in each token")
         chosen = self.resolve_blocks(blocks)
-        _, hidden_states = self.encoder(self.embed(pixel_values), output_hidden_states=True, num_blocks=chosen[-1])
+        _, hidden_states, _ = self.encoder(self.embed(pixel_values), output_hidden_states=True, num_blocks=chosen[-1])
         if per_channel:
             num_channels = pixel_values.shape[1]
             return {block: pool_per_channel(hidden_states[block], num_channels) for block in chosen}
@@ -981,6 +1091,11 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
         super().__init__(config)
         self.phenom = PhenomModel(config)
         self.decoder = DECODER_CLASSES[config.decoder_type](config)
+        # The encoder's pooling head `fc_norm` is not on the MAE path (openphenom.md §3.5), so it would never get a
+        # gradient: frozen here, by the model, so that any trainer (accelerate + DDP without an unused-parameter
+        # search, transformers' Trainer, a plain loop) works and weight decay does not shrink it. It is kept (and
+        # saved) so that `AutoModel` loads it from a pretraining checkpoint; PhenomModel alone trains it.
+        self.phenom.fc_norm.requires_grad_(False)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -991,9 +1106,9 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
         pixel_values: torch.Tensor,
         noise: torch.Tensor | None = None,
         mask_ratio: float | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> PhenomForMaskedImageModelingOutput | tuple:
         """
         Args:
@@ -1001,7 +1116,13 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
             noise: optional `[batch, num_tokens]` float; tokens are shuffled by `argsort(noise)` and the lowest
                 `int(num_tokens * (1 - mask_ratio))` kept. Random if `None`.
             mask_ratio: overrides `config.mask_ratio` for this call (0 = keep every token, still shuffled).
+            output_attentions: also return the encoder blocks' attention weights (computed without SDPA; slower).
+            output_hidden_states: also return the encoder's hidden states of the kept tokens.
+            return_dict: a [`PhenomForMaskedImageModelingOutput`] (default) or a tuple of its non-`None` fields.
+
+        Any other keyword is a `TypeError`.
         """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -1013,7 +1134,9 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
         _, num_channels, height, width = standardized.shape
         tokens = self.phenom.embeddings(standardized)
         encoder_input, mask, ids_restore = random_masking(tokens, mask_ratio, noise, num_prefix_tokens=1)
-        latent, hidden_states = self.phenom.encoder(encoder_input, output_hidden_states=output_hidden_states)
+        latent, hidden_states, attentions = self.phenom.encoder(
+            encoder_input, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
         grid_height, grid_width = height // self.config.patch_size, width // self.config.patch_size
         reconstruction = self.decoder(latent, ids_restore, num_channels, grid_height, grid_width)
         num_masked = mask.shape[0] * (mask.shape[1] + 1 - encoder_input.shape[1])
@@ -1027,6 +1150,7 @@ class PhenomForMaskedImageModeling(PhenomPreTrainedModel):
             ids_restore=ids_restore,
             latent=latent,
             hidden_states=hidden_states,
+            attentions=attentions,
         )
         return output if return_dict else output.to_tuple()
 

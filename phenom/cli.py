@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from phenom import __version__
+from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, debug_flag_applied, report_error
 
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -41,12 +42,18 @@ def _usage() -> str:
         "commands:",
     ]
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
-    lines += ["", "Run `phenom <command> --help` for the options of a command."]
+    lines += ["", "Run `phenom <command> --help` for the options of a command.",
+              f"Errors in what you asked for are one line on stderr (exit code 2); {DEBUG_FLAG} (any command) or "
+              f"{DEBUG_ENV}=1 shows the traceback."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with debug_flag_applied(list(sys.argv[1:] if argv is None else argv)) as arguments:
+        return _dispatch(arguments)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -59,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, _ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
-    return int(module.main(rest, prog=f"phenom {name}") or 0)
+    try:
+        return int(module.main(rest, prog=f"phenom {name}") or 0)
+    except USER_ERRORS as error:  # commands report their own; this catches a command that does not
+        return report_error(f"phenom {name}", error)
 
 
 __all__ = ["SUBCOMMANDS", "main"]

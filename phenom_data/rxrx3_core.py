@@ -50,12 +50,15 @@ import pyarrow.parquet as pq
 from modeling_phenom import PhenomImageProcessor
 
 from .metadata import MetadataTable
+from .paths import UnsafePathError, resolve_inside
+from .sources import register_source
 from .wells import (
     CORRUPT_IMAGE,
     DUPLICATE_CHANNEL,
     MISSING_CHANNEL,
     NO_METADATA,
     ImageError,
+    SiteError,
     SkipLog,
     Well,
     WellSource,
@@ -63,6 +66,8 @@ from .wells import (
     as_well_set,
     contiguous_range,
     decode_image,
+    rxrx_channel_name,
+    rxrx_channel_numbers,
     stack_channels,
 )
 
@@ -102,6 +107,15 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", source)) and not Path(source).exists()
 
 
+def is_rxrx3_core_source(source: str | os.PathLike) -> bool:
+    """A local folder with RxRx3-core's parquet shards (`data/train-*.parquet`) or its metadata CSV, or a Hub
+    dataset id (`owner/name`, not a local path)."""
+    folder = Path(source)
+    if folder.is_dir():
+        return (folder / METADATA_FILENAME).is_file() or any(folder.glob(DATA_FILES))
+    return looks_like_repo_id(str(source))
+
+
 def parse_rxrx3_core_key(key: str) -> tuple[str, str, int] | None:
     """`__key__` -> `(well_id, experiment, channel)`, or None when it does not follow the key format."""
     match = KEY_PATTERN.match(key) if isinstance(key, str) else None
@@ -111,8 +125,23 @@ def parse_rxrx3_core_key(key: str) -> tuple[str, str, int] | None:
     return well_id, match["experiment"], int(match["channel"])
 
 
-def _image_bytes(column: pa.ChunkedArray, column_name: str) -> list:
-    """The encoded bytes of every row: an `Image` feature's `bytes` field, or a binary column."""
+def _image_file_bytes(path: str, root: str | None) -> bytes | ImageError | None:
+    """The bytes of an `Image` feature's `path` (a row without bytes): only a file inside the local dataset folder
+    `root` (relative to it) is read; any other path is an `ImageError` (the row's well is skipped as corrupt), so a
+    dataset cannot make the reader open, or echo the first bytes of, a file it does not contain."""
+    if root is None:
+        return ImageError(f"image path {path!r} without bytes in a Hub dataset: only files of a local dataset folder "
+                          "are read")
+    try:
+        file = resolve_inside(root, path, what="image path")
+    except UnsafePathError as error:
+        return ImageError(str(error))
+    return file.read_bytes() if file.is_file() else None
+
+
+def _image_bytes(column: pa.ChunkedArray, column_name: str, root: str | None = None) -> list:
+    """The encoded bytes of every row: an `Image` feature's `bytes` field (or the file its `path` names inside the
+    local dataset folder `root`: `_image_file_bytes`), or a binary column."""
     array = column.combine_chunks()
     if pa.types.is_struct(array.type):
         names = [array.type.field(index).name for index in range(array.type.num_fields)]
@@ -120,11 +149,8 @@ def _image_bytes(column: pa.ChunkedArray, column_name: str) -> list:
             raise ValueError(f"column {column_name!r} is a struct without a 'bytes' field: {array.type}")
         data = array.field("bytes").to_pylist()
         paths = array.field("path").to_pylist() if "path" in names else [None] * len(data)
-        # An Image feature may hold a path instead of bytes; only a readable local file can stand in.
-        return [
-            value if value is not None or not path or not Path(path).is_file() else Path(path).read_bytes()
-            for value, path in zip(data, paths, strict=True)
-        ]
+        return [value if value is not None or not path else _image_file_bytes(path, root)
+                for value, path in zip(data, paths, strict=True)]
     if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
         return array.to_pylist()
     raise ValueError(
@@ -174,6 +200,8 @@ def write_rxrx3_core_shard(
     return path
 
 
+@register_source("rxrx3-core", "a folder in RxRx3-core's Hub layout (data/train-*.parquet with __key__ and jp2, "
+                 "metadata_rxrx3_core.csv) or a Hub dataset id", order=40, detect=is_rxrx3_core_source)
 class RxRx3CoreWells(WellSource):
     """Wells of RxRx3-core (or of anything written in its schema, e.g. `phenom synth`) as `Well`s.
 
@@ -189,7 +217,11 @@ class RxRx3CoreWells(WellSource):
         num_channels: channels per well (keys carry channels 1..num_channels).
         boundary_rows: rows read past each edge of a part's block (module docstring).
         data_files: the parquet files inside `source`.
-        processor: the `PhenomImageProcessor` whose 16-bit rule converts non-8-bit images.
+        processor: the model's `PhenomImageProcessor` (16-bit rule, crop size); None: the default 16-bit rule and no
+            check of the field size.
+        channels: channels to stack, in order: numbers 1..num_channels or RxRx names (`nuclei`, `er`, ...); only
+            those are decoded. Default: all, 1..num_channels.
+        exclude: well ids to leave out (done already): their rows are read, their images never decoded.
 
     Wells missing from the metadata (when there is metadata) are skipped as `no_metadata`; `stats` holds the
     counts of the last pass.
@@ -213,6 +245,8 @@ class RxRx3CoreWells(WellSource):
         boundary_rows: int = BOUNDARY_ROWS,
         data_files: str = DATA_FILES,
         processor: PhenomImageProcessor | None = None,
+        channels: Sequence[str | int] | None = None,
+        exclude: Iterable[str] | None = None,
     ):
         super().__init__(rank=rank, world_size=world_size)
         if not isinstance(num_channels, int) or num_channels < 1:
@@ -227,7 +261,10 @@ class RxRx3CoreWells(WellSource):
         self.num_channels = num_channels
         self.boundary_rows = boundary_rows
         self.data_files = data_files
-        self.processor = processor or PhenomImageProcessor()
+        self.processor = processor
+        self.channels = rxrx_channel_numbers(channels, num_channels)
+        self.channel_names = [rxrx_channel_name(channel) for channel in self.channels]
+        self.exclude = frozenset(exclude or ())
         self.experiments = as_name_set(experiments, "experiments")
         self.perturbation_types = as_name_set(perturbation_types, "perturbation_types")
         self.well_list = as_well_set(well_list)
@@ -285,7 +322,9 @@ class RxRx3CoreWells(WellSource):
 
     # ------------------------------------------------------------------ selection
     def _screen(self, well_id: str, experiment: str) -> str | None:
-        """Why a newly seen well is not collected: "filtered", NO_METADATA, or None to collect it."""
+        """Why a newly seen well is not collected: "filtered", "excluded", NO_METADATA, or None to collect it."""
+        if well_id in self.exclude:
+            return "excluded"
         if self.experiments is not None and experiment not in self.experiments:
             return "filtered"
         if self.well_list is not None and well_id not in self.well_list:
@@ -309,7 +348,8 @@ class RxRx3CoreWells(WellSource):
         """`(key, image bytes)` of every row of a (sharded) stream, in file order."""
         for table in dataset.with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
             keys = table.column(KEY_COLUMN).to_pylist()
-            yield from zip(keys, _image_bytes(table.column(IMAGE_COLUMN), IMAGE_COLUMN), strict=True)
+            root = self.source if self.is_local else None
+            yield from zip(keys, _image_bytes(table.column(IMAGE_COLUMN), IMAGE_COLUMN, root), strict=True)
 
     def _keys(self, dataset) -> Iterator[str]:
         for table in dataset.with_format("arrow").iter(batch_size=READ_BATCH_ROWS):
@@ -366,6 +406,8 @@ class RxRx3CoreWells(WellSource):
                     outcome[well_id] = _DROPPED
                     if reason == "filtered":
                         self.stats.filtered += 1
+                    elif reason == "excluded":
+                        self.stats.excluded += 1
                     else:
                         skips.skip(well_id, reason, "no row in the metadata")
                     return None
@@ -419,25 +461,31 @@ class RxRx3CoreWells(WellSource):
             )
 
     def _build(self, well_id: str, channels: dict[int, bytes | None], skips: SkipLog) -> Well | None:
-        """Decode the channels in order 1..C and stack them; None (counted) when one does not decode."""
+        """Decode the chosen channels in order and stack them; None (counted) when one does not decode."""
         decoded = []
-        for channel in range(1, self.num_channels + 1):
+        for channel in self.channels:
             try:
-                decoded.append(decode_image(channels[channel]))
+                data = channels[channel]
+                if isinstance(data, ImageError):  # an image path the reader refused to open
+                    raise data
+                decoded.append(decode_image(data))
             except ImageError as error:
                 skips.skip(well_id, CORRUPT_IMAGE, f"channel {channel}: {error}")
                 return None
-        image = stack_channels(well_id, decoded, self.processor, skips)
-        if image is None:
+        try:
+            image = stack_channels(decoded, self.processor)
+        except SiteError as error:
+            skips.skip(well_id, error.reason, error.detail)
             return None
         metadata = self.metadata.row(well_id) if self.metadata is not None else {}
-        return Well(well_id=well_id, image=image, metadata=metadata)
+        return Well.single(well_id, image, metadata)
 
 
 __all__ = [
     "HUB_REPO_ID",
     "METADATA_FILENAME",
     "RxRx3CoreWells",
+    "is_rxrx3_core_source",
     "parse_rxrx3_core_key",
     "rxrx3_core_key",
     "rxrx3_core_well_id",

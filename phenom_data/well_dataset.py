@@ -1,13 +1,15 @@
 """Views of wells for a model: a `torch.utils.data.IterableDataset` over any well reader (DESIGN §4).
 
-`PhenomImageProcessor` owns the views (DESIGN §3): `mode="tiles"` gives every view of a well (4 tiles of a 512 px
-well, the interior crops of a larger field) for inference; `mode="random_crop"` gives one uniformly placed crop per
-well for training. Views are uint8 and never normalized (the model self-standardizes).
+`PhenomImageProcessor` owns the views (DESIGN §3), and its rule is applied to each site (field of view) of a well:
+`mode="tiles"` gives every view of every site of a well, site after site (4 tiles of a 512 px site, 16 crops of a
+1080 px field, ...) for inference; `mode="random_crop"` gives one uniformly placed crop per site for training.
+Views are uint8 and never normalized (the model self-standardizes).
 
 ```python
->>> dataset = WellDataset(RxRx3CoreWells(path, rank=rank, world_size=world_size), mode="tiles")
+>>> dataset = WellDataset(open_wells(path, processor=processor, rank=rank, world_size=world_size),
+...                       mode="tiles", processor=processor)
 >>> loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=4, collate_fn=collate_views)
->>> for batch in loader:   # {"well_id": [8], "pixel_values": uint8 [32, 6, 256, 256], "well_index": [32]}
+>>> for batch in loader:   # {"well_id": [8], "pixel_values": uint8 [32, 6, 256, 256], "well_index": [32], ...}
 ...     ...
 ```
 
@@ -43,10 +45,13 @@ class WellDataset(torch.utils.data.IterableDataset):
     """Wells -> `{"well_id": str, "pixel_values": uint8 tensor}` samples.
 
     Args:
-        wells: a reader (`RxRx3CoreWells`, `RxRx1Wells`, `PlateFolderWells`) or any iterable of `Well`.
-        mode: `"tiles"`: `pixel_values` `[num_views, C, crop, crop]` (4 views for a 512 px well); `"random_crop"`:
-            `[C, crop, crop]`, one crop per well and pass.
-        processor: the image processor that makes the views (`crop_size` 256 by default).
+        wells: a reader (`open_wells(...)`) or any iterable of `Well`.
+        mode: `"tiles"`: one sample per well, `pixel_values` `[num_views, C, crop, crop]` (every view of every site:
+            4 for a 512 px one-site well), `site_index` int64 `[num_views]` (the site of each view, an index into
+            `sites`, the site labels); `"random_crop"`: one sample per site and pass, `pixel_values` `[C, crop,
+            crop]` and `site` (its label).
+        processor: the image processor that makes the views: the model's, the one given to the reader
+            (`crop_size` 256 by default).
         seed: seed of the random crops and of the shuffle buffer; each epoch (`set_epoch`), pass, rank and worker
             draws its own stream.
         shuffle_buffer_size: when > 0, samples pass through a buffer of this many and come out in random order
@@ -94,15 +99,24 @@ class WellDataset(torch.utils.data.IterableDataset):
         """The reader's counts of its last pass in this process (DataLoader workers keep their own)."""
         return getattr(self.wells, "stats", None)
 
-    def _sample(self, well: Well, generator: np.random.Generator) -> dict:
+    def _samples(self, well: Well, generator: np.random.Generator) -> Iterator[dict]:
         if self.mode == "tiles":
-            pixel_values = self.processor.tiles(well.image)
+            views = [self.processor.tiles(site.image) for site in well.sites]
+            sample = {
+                "well_id": well.well_id,
+                "pixel_values": torch.from_numpy(np.ascontiguousarray(np.concatenate(views))),
+                "site_index": torch.repeat_interleave(torch.arange(len(views)), torch.tensor([len(v) for v in views])),
+                "sites": [site.name for site in well.sites],
+            }
+            samples = [sample]
         else:
-            pixel_values = self.processor.random_crop(well.image, generator)
-        sample = {"well_id": well.well_id, "pixel_values": torch.from_numpy(np.ascontiguousarray(pixel_values))}
-        if self.with_metadata:
-            sample["metadata"] = well.metadata
-        return sample
+            samples = [{"well_id": well.well_id, "site": site.name,
+                        "pixel_values": torch.from_numpy(self.processor.random_crop(site.image, generator))}
+                       for site in well.sites]
+        for sample in samples:
+            if self.with_metadata:
+                sample["metadata"] = well.metadata
+            yield sample
 
     def __iter__(self) -> Iterator[dict]:
         while True:
@@ -124,7 +138,7 @@ class WellDataset(torch.utils.data.IterableDataset):
         rank = getattr(self.wells, "rank", 0)
         generator = np.random.default_rng([self.seed, self.epoch, self.passes, rank, worker_id])
         self.passes += 1
-        samples = (self._sample(well, generator) for well in self.wells)
+        samples = (sample for well in self.wells for sample in self._samples(well, generator))
         yield from shuffled(samples, self.shuffle_buffer_size, generator) if self.shuffle_buffer_size else samples
         if self.stats_dir is not None and self.stats is not None:
             self.stats.save(self.stats_dir / f"stats-rank{rank}-worker{worker_id}.json")
@@ -145,11 +159,13 @@ def shuffled(items: Iterable, buffer_size: int, generator: np.random.Generator) 
 
 
 def collate_views(samples: Sequence[dict]) -> dict:
-    """Batch samples whose view counts may differ (wells of several sizes).
+    """Batch samples whose view counts may differ (wells of several sizes or site counts).
 
     Returns:
         `{"well_id": list[str], "pixel_values": uint8 [total_views, C, crop, crop], "well_index": int64
-        [total_views]}` (the sample each view came from), plus `"metadata": list[dict]` when samples carry it.
+        [total_views]}` (the sample each view came from); tile samples add `"site_index"` int64 `[total_views]`
+        (the site of each view within its well) and `"sites": list[list[str]]` (each well's site labels),
+        random-crop samples `"site": list[str]`; plus `"metadata": list[dict]` when samples carry it.
         Random-crop samples (`[C, crop, crop]`) count as one view each.
     """
     if not samples:
@@ -161,8 +177,12 @@ def collate_views(samples: Sequence[dict]) -> dict:
         "pixel_values": torch.cat(views),
         "well_index": torch.repeat_interleave(torch.arange(len(views)), torch.tensor([len(v) for v in views])),
     }
-    if "metadata" in samples[0]:
-        batch["metadata"] = [sample["metadata"] for sample in samples]
+    if "site_index" in samples[0]:
+        batch["site_index"] = torch.cat([sample["site_index"] for sample in samples])
+        batch["sites"] = [sample["sites"] for sample in samples]
+    for key in ("site", "metadata"):
+        if key in samples[0]:
+            batch[key] = [sample[key] for sample in samples]
     return batch
 
 

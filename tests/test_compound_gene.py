@@ -150,7 +150,7 @@ def test_benchmark_equals_a_plain_scikit_learn_loop_on_the_same_sets():
     truth_genes = sorted(set(truth["gene_symbol"]))  # the negative pool: truth genes in the map, not all map genes
     assert len(truth_genes) < len(GENES)
     for dose_name, dose in (("0.1", 0.1), ("1.0", 1.0), ("max", None)):
-        per_seed_ap, per_seed_auc = [], []
+        per_seed_ap, per_seed_auc, per_seed_spread = [], [], []
         for seed in seeds:
             aps, aucs = [], []
             for compound, rows in truth.groupby("treatment"):
@@ -168,9 +168,16 @@ def test_benchmark_equals_a_plain_scikit_learn_loop_on_the_same_sets():
                 aucs.append(roc_auc_score(labels, scores))
             per_seed_ap.append(np.mean(aps))
             per_seed_auc.append(np.mean(aucs))
-        assert result.metrics[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.mean(per_seed_ap))
-        assert result.metrics_std[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.std(per_seed_ap, ddof=1))
-        assert result.metrics[f"compound_gene_auc_{dose_name}"] == pytest.approx(np.mean(per_seed_auc))
+            per_seed_spread.append({f"{kind}_{dose_name}_{name}": np.quantile(values, quantile)
+                                    for kind, values in (("ap", aps), ("auc", aucs))
+                                    for name, quantile in (("median", 0.5), ("q25", 0.25), ("q75", 0.75))})
+        for name in per_seed_spread[0]:  # median and quartiles over compounds, per seed, averaged over seeds
+            expected = np.mean([spread[name] for spread in per_seed_spread])
+            assert result.metrics[f"compound_gene_{name}"] == pytest.approx(expected, abs=1e-12)
+        assert result.metrics[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.mean(per_seed_ap), abs=1e-12)
+        assert result.metrics_std[f"compound_gene_ap_{dose_name}"] == pytest.approx(np.std(per_seed_ap, ddof=1),
+                                                                                   abs=1e-12)
+        assert result.metrics[f"compound_gene_auc_{dose_name}"] == pytest.approx(np.mean(per_seed_auc), abs=1e-12)
     assert result.counts["compound_gene_compounds_evaluated"] == 12
     assert [result.counts[f"compound_gene_compounds_{dose}"] for dose in ("0.1", "1.0", "max")] == [12, 12, 12]
 
@@ -183,7 +190,8 @@ def test_planted_activity_beats_the_random_baseline_and_seeds_reproduce():
     other = compound_gene_benchmark(features, metadata, interactions=truth, seeds=range(10, 20))
     assert other.metrics["compound_gene_ap_max"] != result.metrics["compound_gene_ap_max"]
     assert set(result.metrics) == {
-        f"compound_gene_{kind}_{dose}" for kind in ("ap", "auc") for dose in ("0.0025", "0.25", "2.5", "max")
+        f"compound_gene_{kind}_{dose}{statistic}" for kind in ("ap", "auc")
+        for dose in ("0.0025", "0.25", "2.5", "max") for statistic in ("", "_median", "_q25", "_q75")
     }
     assert result.metrics["compound_gene_ap_2.5"] > 0.9 and result.metrics["compound_gene_auc_2.5"] > 0.9
     assert result.metrics["compound_gene_ap_max"] > result.baselines["compound_gene_ap_max"] + 0.4

@@ -417,7 +417,7 @@ def test_convert_command_without_a_source_license_says_so_and_refuses_to_overwri
                                    atol=1e-5, rtol=1e-5)
     from phenom.cli import main
 
-    assert main(command[3:]) == 1
+    assert main(command[3:]) == 2
     assert "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert main([*command[3:], "--overwrite"]) == 0
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out.")]  # no staging left behind

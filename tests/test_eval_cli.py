@@ -160,7 +160,12 @@ def test_a_batch_without_controls_is_refused_naming_it(planted, tmp_path, capsys
 def test_results_with_a_nan_metric_are_never_written(tmp_path):
     results = EvalResults(model="m", dataset="d", block=None, correction="none",
                           metrics={"recall_CORUM_0.05_0.95": float("nan")})
-    with pytest.raises(ValueError, match=r"metrics\['recall_CORUM_0.05_0.95'\] = nan is not a finite number"):
+    with pytest.raises(ValueError, match=r"metric 'recall_CORUM_0.05_0.95' has no value \(nan\)"):
+        write_results(tmp_path / "results.json", results)
+    assert not (tmp_path / "results.json").exists()
+    results.metrics = {"recall_CORUM_0.05_0.95": 0.5}
+    results.baselines = {"recall_CORUM_0.05_0.95": float("inf")}
+    with pytest.raises(ValueError, match=r"baselines\['recall_CORUM_0.05_0.95'\] = inf is not a finite number"):
         write_results(tmp_path / "results.json", results)
     assert not (tmp_path / "results.json").exists()
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from conftest import random_pixels, small_config
 
-from eval.embed import RemainingWells, collate_wells, embed_into_store, parse_blocks, well_means
+from eval.embed import embed_into_store, parse_blocks, well_means
 from eval.embedding_store import EmbeddingStore, block_paths
 from eval.embeddings_file import read_embeddings
 from modeling_phenom import PhenomModel
+from phenom_data import collate_views
 
 
 def tiny_model():
@@ -26,17 +27,8 @@ def well_samples(num_wells, views=4, seed=0):
             for index in range(num_wells)]
 
 
-class FakeWell:
-    def __init__(self, well_id):
-        self.well_id = well_id
-
-
-def samples_as_wells(samples):
-    return [FakeWell(sample["well_id"]) for sample in samples]
-
-
 def batches(samples, batch_size):
-    return [collate_wells(samples[start:start + batch_size]) for start in range(0, len(samples), batch_size)]
+    return [collate_views(samples[start:start + batch_size]) for start in range(0, len(samples), batch_size)]
 
 
 def test_block_option_parsing():
@@ -97,8 +89,6 @@ def test_an_interrupted_run_resumes_without_losing_or_repeating_a_well(tmp_path)
     second.prepare()
     done = second.done_well_ids()
     assert done == {sample["well_id"] for sample in samples[:4]}
-    remaining = [sample for sample in RemainingWells(samples_as_wells(samples), done)]
-    assert [well.well_id for well in remaining] == [sample["well_id"] for sample in samples[4:]]
     rest = [sample for sample in samples if sample["well_id"] not in done]
     embed_into_store(model, batches(rest, 2), [2], second, 1, "cpu", None, part_wells=2, show_progress=False)
     (path,) = second.merge({"model": "tiny"}).values()
@@ -115,10 +105,13 @@ def test_an_interrupted_run_resumes_without_losing_or_repeating_a_well(tmp_path)
 def test_parts_of_another_run_or_a_duplicated_well_are_refused(tmp_path):
     store = EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "a"})
     store.prepare()
-    with pytest.raises(ValueError, match="holds parts of another run"):
-        EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()
+    EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()  # no part yet: settings bind nothing
+    store.prepare()
     features = {1: np.zeros((1, 4), dtype=np.float32)}
     store.write_part(0, ["w1"], features)
+    with pytest.raises(ValueError, match=r"holds 1 parts of an embedding run with other settings \(model: was "
+                                         r"\"a\", now \"b\"\)"):
+        EmbeddingStore(tmp_path / "emb.parquet", [1], {"model": "b"}).prepare()
     store.write_part(1, ["w1"], features)
     with pytest.raises(ValueError, match=r"1 wells were embedded more than once .* \['w1'\]"):
         store.merge({})

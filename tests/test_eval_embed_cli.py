@@ -5,6 +5,7 @@ well lost or repeated, two `accelerate launch` processes merged into the same fi
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxR
 from eval import embed, evaluate  # noqa: E402
 from eval.embeddings_file import read_embeddings  # noqa: E402
 from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
+from phenom_data import WellDataset  # noqa: E402
 
 SIZE = 256  # one view per well keeps the forward passes small
 EXPERIMENTS = ("gene-001", "gene-002")
@@ -67,6 +69,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
     PhenomModel(small_config(patch_size=16)).save_pretrained(directory)
+    PhenomImageProcessor().save_pretrained(directory)  # 256 px views (the config's own image_size is 32)
     return directory
 
 
@@ -102,30 +105,34 @@ def test_embed_writes_every_block_in_the_official_layout_with_well_means(model_d
 
 def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir, dataset, single_run, tmp_path,
                                                                      monkeypatch, capsys):
-    original_iter = embed.RemainingWells.__iter__
+    original_iter = WellDataset.__iter__
 
     def dies_after_five_wells(self):
-        for count, well in enumerate(original_iter(self)):
+        for count, sample in enumerate(original_iter(self)):
             if count == 5:
                 raise RuntimeError("process killed")
-            yield well
+            yield sample
 
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", dies_after_five_wells)
+    monkeypatch.setattr(WellDataset, "__iter__", dies_after_five_wells)
     with pytest.raises(RuntimeError, match="process killed"):
         run_embed(model_dir, dataset, tmp_path / "resumed.parquet")
     assert len(list((tmp_path / "resumed.parquet.parts").glob("part-*.parquet"))) == 2  # 4 wells written
-    monkeypatch.setattr(embed.RemainingWells, "__iter__", original_iter)
+    monkeypatch.setattr(WellDataset, "__iter__", original_iter)
+    decoded = []
+    original_decode = rxrx3_core.decode_image
+    monkeypatch.setattr(rxrx3_core, "decode_image", lambda data: decoded.append(1) or original_decode(data))
     assert run_embed(model_dir, dataset, tmp_path / "resumed.parquet") == 0
     assert "resuming: 4 wells already embedded" in capsys.readouterr().err
+    assert len(decoded) == 6 * 6  # only the 6 unfinished wells' channels are decoded, none of the finished ones
     fresh, resumed = read_embeddings(single_run / "tiny_block3.parquet"), read_embeddings(tmp_path / "resumed.parquet")
     assert list(resumed.well_ids) == list(fresh.well_ids) and len(set(resumed.well_ids)) == 10
     np.testing.assert_allclose(resumed.features, fresh.features, rtol=1e-5, atol=1e-6)
 
 
-def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path):
+def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path, capsys):
     (tmp_path / "tiny.parquet").write_bytes(b"")
-    with pytest.raises(SystemExit, match="already exist"):
-        run_embed(model_dir, dataset, tmp_path / "tiny.parquet")
+    assert run_embed(model_dir, dataset, tmp_path / "tiny.parquet") == 2
+    assert "already exist" in capsys.readouterr().err
 
 
 def test_two_accelerate_processes_give_the_same_files_as_one_and_phenom_eval_reads_them(model_dir, dataset,
@@ -183,12 +190,13 @@ def test_per_channel_embeddings_are_each_channels_token_mean_side_by_side(model_
     np.testing.assert_allclose(table.features[2], expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path):
+def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path, capsys):
     model_dir = tmp_path / "standard"
     standard = small_config(patch_size=16, channel_agnostic=False, decoder_type="standard")
     PhenomModel(standard).save_pretrained(model_dir)
-    with pytest.raises(SystemExit, match="channel-agnostic"):
-        run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel")
+    assert run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel") == 2
+    assert "channel-agnostic" in capsys.readouterr().err
+
 
 
 def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the_choice(model_dir, dataset,
@@ -211,7 +219,7 @@ def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the
         np.testing.assert_array_equal(auto.features, reference.features)
 
 
-def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, monkeypatch):
+def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, monkeypatch, capsys):
     # Stop a bf16 run after its first two parts (the third batch's well means never come back).
     means, calls = embed.well_means, []
 
@@ -226,8 +234,9 @@ def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, mon
         run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "bfloat16")
     assert len(list((tmp_path / "mixed.parquet.parts").glob("part-*.parquet"))) == 2
     monkeypatch.setattr(embed, "well_means", means)
-    with pytest.raises(ValueError, match="parts of another run.*'dtype': 'bfloat16'"):
-        run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32")
+    capsys.readouterr()
+    assert run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32") == 2
+    assert re.search(r"other settings \(.*dtype: was bfloat16, now float32", capsys.readouterr().err)
 
 
 def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):

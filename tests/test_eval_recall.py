@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from eval.aggregate import PerturbationMap
+from eval.benchmark_common import unit_rows
+from eval.context import BenchmarkNotApplicable
 from eval.recall import (
     cosine_percentile_ranks,
     default_annotations_dir,
     known_relationship_recall,
     load_relationships,
-    unit_rows,
 )
 from phenom_data import ANNOTATIONS_DIR
 
@@ -24,10 +25,13 @@ HAND_PAIRS = "entity1,entity2\nA,B\nB,A\nC,E\nE,C\nB,D\nA,A\nA,Z\nQ,R\n"
 
 
 def make_map(rows: list[tuple[str, str, float, tuple]]) -> PerturbationMap:
+    """Rows `(label, CRISPR | COMPOUND, concentration, vector)`; labels containing `_control` are controls."""
     labels, types, concentrations, features = zip(*rows, strict=True)
+    modalities = np.array(["gene" if kind == "CRISPR" else "compound" for kind in types], dtype=object)
     return PerturbationMap(np.array(labels, dtype=object), np.array(types, dtype=object),
                            np.array(concentrations, dtype=float), np.array(features, dtype=float),
-                           np.ones(len(rows), dtype=int))
+                           np.ones(len(rows), dtype=int), modalities,
+                           np.array(["_control" in label for label in labels]))
 
 
 def hand_map() -> PerturbationMap:
@@ -91,7 +95,7 @@ def test_blockwise_ranks_equal_searchsorted_on_the_full_sorted_null():
     halves = rng.choice([-0.5, 0.5], size=(17, 4))
     axes = np.eye(4)[rng.integers(0, 4, size=6)] * rng.choice([-1.0, 1.0], size=(6, 1))
     features = np.concatenate([halves, axes])
-    unit = unit_rows(features, np.arange(23))
+    unit = unit_rows(features)
     assert np.array_equal(unit, features)
     pairs = np.array([[0, 1], [3, 7], [2, 22], [5, 9], [0, 22], [10, 11]])
     similarity = unit @ unit.T
@@ -122,12 +126,24 @@ def test_a_map_without_any_annotated_pair_is_an_error_not_a_zero(hand_annotation
         known_relationship_recall(unnamed, hand_annotations, sources=("TOY",))
 
 
-def test_a_gene_map_of_one_gene_or_a_zero_vector_is_an_error(hand_annotations):
-    with pytest.raises(ValueError, match="the gene map has 1 genes"):
+def test_a_gene_map_of_one_gene_is_not_applicable(hand_annotations):
+    with pytest.raises(BenchmarkNotApplicable, match="the gene map has 1 genes"):
         known_relationship_recall(make_map([("A", "CRISPR", np.nan, (1, 0))]), hand_annotations, sources=("TOY",))
-    with pytest.raises(ValueError, match=r"all-zero embedding have no cosine similarity: \['B'\]"):
-        known_relationship_recall(make_map([("A", "CRISPR", np.nan, (1, 0)), ("B", "CRISPR", np.nan, (0, 0))]),
-                                  hand_annotations, sources=("TOY",))
+
+
+def test_zero_and_round_off_rows_stay_zero_as_scikit_learn_normalizes_them(hand_annotations):
+    # scikit-learn's rule (EFAAR's cosine_similarity): a row with norm below 10 eps is left as it is, so its cosines
+    # are 0 (or round-off), never those of a unit vector pointing at the round-off.
+    from sklearn.preprocessing import normalize
+
+    rows = np.array([[1.0, 0.0], [0.0, 0.0], [3e-16, -2e-16], [1e-13, 1e-13]])
+    np.testing.assert_array_equal(unit_rows(rows), normalize(rows))
+    assert np.abs(unit_rows(rows)[2]).max() < 1e-15 and np.linalg.norm(unit_rows(rows)[3]) == pytest.approx(1.0)
+    # B = (0, 0): AB, BC, BD, BE cosines are 0, so the null is [-1, -1, 0, 0, 0, 0, 0, 0, 0, 0].
+    genes = make_map([(gene, "CRISPR", np.nan, vector) for gene, vector in dict(HAND_GENES, B=(0, 0)).items()])
+    (result,) = known_relationship_recall(genes, hand_annotations, sources=("TOY",), thresholds=((0.2, 0.8),))
+    # AB = BD = 0: left 2/10, right 10/10, no hit; CE = -1: right 2/10 -> hit: 1/3.
+    assert result.recall == {"0.2_0.8": pytest.approx(1 / 3)}
 
 
 def test_a_missing_annotation_source_names_the_file(tmp_path):

@@ -17,10 +17,10 @@ from conftest import FIXTURES, REPO_ROOT, small_config
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from eval.results import ResultsError, read_all_results
 from hub_cards.card import CardError, build_card, get_started_snippet, main, write_card
 from hub_cards.model_info import LicenseError, ModelSourceError, describe_model
 from hub_cards.publish import PublishError, plan_push, stage_model_files
-from hub_cards.results import ResultsError, read_all_results
 
 RESULTS = FIXTURES / "hub_cards"
 REPO_ID = "phenom-tests/phenom-small"

@@ -8,8 +8,8 @@ import pytest
 from conftest import FIXTURES
 from PIL import Image
 
+from eval.results import read_all_results
 from hub_cards.leaderboard import LeaderboardError, build_leaderboard, main
-from hub_cards.results import read_all_results
 
 RESULTS = FIXTURES / "hub_cards"
 

@@ -5,8 +5,9 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from hub_cards.references import dataset_identity, metric_title
-from hub_cards.results import ResultsError, read_all_results, read_results, results_files
+from eval.benchmarks import metric_title
+from eval.results import ResultsError, read_all_results, read_results, results_files
+from hub_cards.references import dataset_identity
 
 RESULTS = FIXTURES / "hub_cards"
 

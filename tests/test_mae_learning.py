@@ -26,7 +26,6 @@ def train_on_smooth_images(steps: int, **overrides) -> list[float]:
     generator = torch.Generator().manual_seed(0)
     images = smooth_identical_channel_images(64, 64, generator)
     model = PhenomForMaskedImageModeling(PhenomConfig.from_preset("tiny", patch_size=16, **overrides))
-    model.phenom.fc_norm.requires_grad_(False)
     peak_lr = 1e-3
     optimizer = Lion(parameter_groups(model, 0.05), lr=peak_lr, betas=(0.9, 0.95))
     schedule = one_cycle_schedule(optimizer, peak_lr, steps)

@@ -15,6 +15,11 @@ from eval.perturbation_signal import (
 )
 
 
+def control_rows(metadata: pd.DataFrame) -> np.ndarray:
+    """The control wells of these tests' maps (never scored; magnitude's reference)."""
+    return metadata["perturbation"].eq("EMPTY_control").to_numpy()
+
+
 def test_energy_distance_by_hand_and_against_scipy():
     # X = {0, 2}, Y = {1}: E|X - Y| = 1, E|X - X'| = (0 + 2 + 2 + 0) / 4 = 1, E|Y - Y'| = 0 -> 2 - 1 - 0 = 1.
     assert energy_distance([[0.0], [2.0]], [[1.0]]) == pytest.approx(1.0)
@@ -48,16 +53,20 @@ def test_consistency_p_value_is_the_share_of_null_at_least_as_high():
     queries = {"q_between": 0.35, "q_above": 0.5, "q_tied": 0.3}  # p = 1/4, 0, 2/4 (a tie counts against it)
     features, metadata = pairs_map({**null, **queries})
     result = signal_consistency_benchmark(
-        features, metadata, null="negative-controls", negative_control_perturbations=list(null)
+        features, metadata, is_control=control_rows(metadata), null="negative-controls",
+        negative_control_perturbations=list(null)
     )
     assert result.metrics["signal_consistency_fraction"] == pytest.approx(1 / 3)
     assert result.counts["signal_consistency_perturbations"] == 3
     assert result.counts["signal_consistency_mean_score"] == pytest.approx(np.mean(list(queries.values())))
-    assert result.baselines == {}
+    # Baseline, each negative control against the other three: n4 (0.4) p = 0, n3 1/3, n2 2/3, n1 1 -> 1/4.
+    assert result.baselines == {"signal_consistency_fraction": pytest.approx(1 / 4)}
     lenient = signal_consistency_benchmark(
-        features, metadata, null="negative-controls", negative_control_perturbations=list(null), p_threshold=0.25
+        features, metadata, is_control=control_rows(metadata), null="negative-controls",
+        negative_control_perturbations=list(null), p_threshold=0.25
     )
     assert lenient.metrics["signal_consistency_fraction"] == pytest.approx(2 / 3)
+    assert lenient.baselines == {"signal_consistency_fraction": pytest.approx(1 / 4)}
 
 
 def test_consistency_score_is_the_mean_lower_triangle_cosine():
@@ -97,7 +106,8 @@ def test_magnitude_p_value_is_the_share_of_null_strictly_higher_with_scipy_dista
     null = np.array([squared[name] for name in ("n1", "n2", "n3", "n4")])
     expected_p = {name: np.mean(null > squared[name]) for name in ("small", "large")}
     result = signal_magnitude_benchmark(
-        features, metadata, null="negative-controls", negative_control_perturbations=["n1", "n2", "n3", "n4"]
+        features, metadata, is_control=control_rows(metadata), null="negative-controls",
+        negative_control_perturbations=["n1", "n2", "n3", "n4"]
     )
     expected_fraction = np.mean([expected_p[name] <= 0.05 for name in ("small", "large")])
     assert result.metrics["signal_magnitude_fraction"] == pytest.approx(expected_fraction)
@@ -105,6 +115,9 @@ def test_magnitude_p_value_is_the_share_of_null_strictly_higher_with_scipy_dista
     assert result.counts["signal_magnitude_mean_score"] == pytest.approx((squared["small"] + squared["large"]) / 2)
     assert result.counts["signal_magnitude_skipped_too_few_replicates"] == 1  # "too_few" has one well
     assert result.counts["signal_magnitude_control_wells"] == 40
+    # Baseline: each negative control's p against the other three (share strictly higher).
+    loo = [np.mean(np.delete(null, index) > null[index]) for index in range(len(null))]
+    assert result.baselines["signal_magnitude_fraction"] == pytest.approx(np.mean(np.array(loo) <= 0.05))
 
 
 def planted_wells(signal_share=0.5, perturbations=40, wells=8, dimensions=16, seed=0):
@@ -125,19 +138,20 @@ def test_random_well_null_finds_planted_signal_and_about_five_percent_of_noise()
     features, metadata = planted_wells(signal_share=0.5)
     for benchmark, name in ((signal_consistency_benchmark, "signal_consistency_fraction"),
                             (signal_magnitude_benchmark, "signal_magnitude_fraction")):
-        planted = benchmark(features, metadata, seed=0)
+        planted = benchmark(features, metadata, is_control=control_rows(metadata), seed=0)
         assert planted.metrics[name] == pytest.approx(0.5, abs=0.05)
-        assert planted == benchmark(features, metadata, seed=0)  # seeded
+        assert planted == benchmark(features, metadata, is_control=control_rows(metadata), seed=0)  # seeded
     noise_features, noise_metadata = planted_wells(signal_share=0.0, perturbations=200, wells=6)
     for benchmark, name in ((signal_consistency_benchmark, "signal_consistency_fraction"),
                             (signal_magnitude_benchmark, "signal_magnitude_fraction")):
-        noise = benchmark(noise_features, noise_metadata, seed=1)
+        noise = benchmark(noise_features, noise_metadata, is_control=control_rows(noise_metadata), seed=1)
         assert noise.metrics[name] < 0.15 and noise.baselines[name] < 0.15
 
 
 def test_large_perturbations_are_subsampled_for_magnitude_and_counted():
     features, metadata = planted_wells(perturbations=6, wells=30)
-    result = signal_magnitude_benchmark(features, metadata, max_replicates=10, n_null=50)
+    result = signal_magnitude_benchmark(features, metadata, is_control=control_rows(metadata), max_replicates=10,
+                                        n_null=50)
     assert result.counts["signal_magnitude_subsampled_to_max_replicates"] == 6
     assert "max_replicates: 10" in result.counts["signal_magnitude_recipe"]
 
@@ -165,6 +179,9 @@ def test_bad_arguments_get_clear_errors():
                                      negative_control_perturbations=["absent"])
     no_controls = metadata["perturbation"] != "EMPTY_control"
     with pytest.raises(BenchmarkNotApplicable, match="control wells"):
-        signal_magnitude_benchmark(features[no_controls], metadata[no_controls])
+        signal_magnitude_benchmark(features[no_controls], metadata[no_controls],
+                                   is_control=control_rows(metadata[no_controls]))
+    with pytest.raises(ValueError, match="is_control has shape"):
+        signal_consistency_benchmark(features, metadata, is_control=control_rows(metadata)[:-1])
     with pytest.raises(ValueError, match="perturbation column"):
         signal_consistency_benchmark(features, metadata.rename(columns={"perturbation": "gene"}))

@@ -126,6 +126,10 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_chec
         (["global_batch_size=6", "per_device_batch_size=4"],
          "global_batch_size 6 is not divisible by per_device_batch_size 4 x 1 process(es)"),
         (["data.well_list=WELLS"], "no usable wells"),
+        (["data.channels=[nuclei,er,rna]"], "data.path gives 3 channels ['nuclei', 'er', 'rna'] but the model "
+                                            "reconstructs 6: set model.overrides.decoder_num_modalities=3"),
+        (["data.crop_size=32"], "data.crop_size 32 differs from the model's image_size 64"),
+        (["data.uint16_rule=clip"], "data.uint16_rule must be one of channel_max, shift, percentile"),
     ],
 )
 def test_bad_input_is_refused_before_any_compute(synth_data, tmp_path, overrides, message):

@@ -201,7 +201,8 @@ def test_batch_correction_on_controls_before_the_probe(files, tmp_path):
 
 
 def test_probe_results_read_back_as_model_card_results(probe_out):
-    cards = pytest.importorskip("hub_cards.results", reason="needs hub_cards' results reader")
-    results = cards.read_results(probe_out / "results.json")
+    from eval.results import read_results
+
+    results = read_results(probe_out / "results.json")
     assert results.block is None and results.metrics["probe_best_block"] == 2
     assert isinstance(results.metrics["probe_best_block"], int)

@@ -15,7 +15,7 @@ from PIL import Image
 rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxRx3-core reader (phenom_data)")
 
 from eval import probe  # noqa: E402
-from modeling_phenom import PhenomModel  # noqa: E402
+from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
 
 SIZE = 256  # one view per well
 PATCH = 32
@@ -40,6 +40,7 @@ def model_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
     PhenomModel(small_config(patch_size=PATCH)).save_pretrained(directory)
+    PhenomImageProcessor().save_pretrained(directory)  # one 256 px view per well (the config's image_size is 32)
     return directory
 
 
@@ -119,4 +120,24 @@ def test_probe_reads_rxrx1_sites_through_phenom_embed_and_averages_them_into_wel
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 9  # 18 sites, 9 wells
     assert results["counts"]["classes"] == 3 and results["counts"]["test_experiments"] == 1
+    assert results["metrics"]["probe_balanced_accuracy_block3"] > 1 / 3
+
+
+def test_probe_reads_a_load_data_csv_with_the_users_metadata(model_dir, tmp_path):
+    from phenom_data.load_data import write_load_data
+
+    images, rows = {}, []
+    for plate in EXPERIMENTS:
+        for index, gene in enumerate(gene for gene in GENES for _ in range(WELLS_PER_GENE)):
+            well = f"B{index + 1:02d}"
+            images[plate, well, "1"] = {channel: channel_image(gene, [sum(map(ord, plate + well)), number], number)
+                                        for number, channel in enumerate(("DNA", "RNA"), start=1)}
+            rows.append({"well_id": f"{plate}_{well}", "experiment_name": plate, "gene": gene})
+    csv = write_load_data(tmp_path / "plates", images)
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    out = tmp_path / "probe"
+    assert probe.main(["--model", str(model_dir), "--data", str(csv), "--metadata", str(tmp_path / "labels.csv"),
+                       "--task", "gene", "--out", str(out), "--device", "cpu", "--no-plots"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 18
     assert results["metrics"]["probe_balanced_accuracy_block3"] > 1 / 3

@@ -45,12 +45,13 @@ def two_by_two_map():
 
 def test_distributions_are_replicate_pairs_across_batches_and_different_perturbation_pairs():
     features, metadata = two_by_two_map()
-    profiles = replicate_profiles(features, metadata)
+    is_control = metadata["perturbation"].eq("EMPTY_control").to_numpy()
+    profiles = replicate_profiles(features, metadata, is_control=is_control)
     assert len(profiles.perturbation) == 4 and list(profiles.wells) == [2, 2, 2, 2]  # controls left out
     cosines, second_null = replicate_cosines(profiles, seed=0)
     assert sorted(cosines.replicate) == pytest.approx(sorted([1 / np.sqrt(2), 1 / np.sqrt(1.25)]))
     assert len(cosines.null) == 2 and np.allclose(cosines.null, 0) and np.allclose(second_null, 0)
-    result = replicate_consistency_benchmark(features, metadata, seeds=[0, 1])
+    result = replicate_consistency_benchmark(features, metadata, is_control=is_control, seeds=[0, 1])
     assert result.metrics["replicate_consistency_ks"] == 1.0
     expected_cm = cramervonmises_2samp(cosines.replicate, cosines.null).statistic
     assert result.metrics["replicate_consistency_cm"] == pytest.approx(expected_cm)

@@ -1,5 +1,6 @@
 """RxRx1Wells on the official release layout and PlateFolderWells on a user's CSV of 8- and 16-bit PNG/TIFF/JP2
-files: exact channel stacks, filters, skips counted, each well once across ranks and DataLoader workers."""
+files: exact channel stacks, wells made of their sites, filters, skips counted, each well once across ranks and
+DataLoader workers."""
 
 import itertools
 
@@ -47,40 +48,55 @@ def rxrx1_release(root):
     return root, {row["site_id"]: index + 1 for index, row in enumerate(rows)}
 
 
-def test_rxrx1_sites_come_out_whole_with_their_metadata_and_bad_sites_are_counted(tmp_path):
+def test_rxrx1_wells_hold_their_sites_with_the_well_metadata_and_bad_sites_are_counted(tmp_path):
     root, seeds = rxrx1_release(tmp_path)
     wells = RxRx1Wells(root)
-    sites = {well.well_id: well for well in wells}
-    assert set(sites) == set(seeds) - {"HEPG2-01_1_B02_2", "HUVEC-01_1_B03_1"}
-    for site_id, well in sites.items():
-        expected = np.stack([plane([seeds[site_id], channel]) for channel in range(1, 7)])
-        np.testing.assert_array_equal(well.image, expected)
-    assert sites["HUVEC-01_1_B02_2"].metadata["well_id"] == "HUVEC-01_1_B02"
-    assert sites["HUVEC-01_1_B02_2"].metadata["site"] == 2
-    assert dict(wells.stats.skipped) == {"missing_channel": 1, "corrupt_image": 1}
+    yielded = {well.well_id: well for well in wells}
+    assert list(yielded) == ["HEPG2-01_1_B02", "HEPG2-01_1_B03", "HUVEC-01_1_B02", "HUVEC-01_1_B03"]
+    # A well keeps its readable sites: B02 of HEPG2 lost site 2 (no channel 5), B03 of HUVEC site 1 (broken PNG).
+    sites = {well_id: [site.name for site in well.sites] for well_id, well in yielded.items()}
+    assert sites == {"HEPG2-01_1_B02": ["1"], "HEPG2-01_1_B03": ["1", "2"], "HUVEC-01_1_B02": ["1", "2"],
+                     "HUVEC-01_1_B03": ["2"]}
+    for well_id, well in yielded.items():
+        for site in well.sites:
+            expected = np.stack([plane([seeds[f"{well_id}_{site.name}"], channel]) for channel in range(1, 7)])
+            np.testing.assert_array_equal(site.image, expected)
+    metadata = yielded["HUVEC-01_1_B02"].metadata
+    assert metadata["well_id"] == "HUVEC-01_1_B02" and metadata["cell_type"] == "HUVEC"
+    assert "site" not in metadata and "site_id" not in metadata  # they describe sites, not the well
+    assert dict(wells.stats.skipped_sites) == {"missing_file": 1, "corrupt_image": 1}
+    assert wells.stats.total_skipped == 0 and wells.stats.yielded == 4
+    with pytest.raises(ValueError, match="has 2 sites; read well.sites"):
+        _ = yielded["HEPG2-01_1_B03"].image
 
 
-def test_rxrx1_filters_by_experiment_split_site_and_well_list(tmp_path):
-    root, _ = rxrx1_release(tmp_path)
-    assert {well.well_id for well in RxRx1Wells(root, split="test", sites=[2])} == {
-        "HUVEC-01_1_B02_2", "HUVEC-01_1_B03_2"
-    }
+def test_rxrx1_filters_by_experiment_split_site_well_list_and_channels(tmp_path):
+    root, seeds = rxrx1_release(tmp_path)
+    test_site_2 = {well.well_id: [site.name for site in well.sites] for well in RxRx1Wells(root, split="test",
+                                                                                          sites=[2])}
+    assert test_site_2 == {"HUVEC-01_1_B02": ["2"], "HUVEC-01_1_B03": ["2"]}
     listed = RxRx1Wells(root, experiments="HEPG2-01", well_list=["HEPG2-01_1_B03", "HUVEC-01_1_B02_1"])
-    assert {well.well_id for well in listed} == {"HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"}
+    assert [(well.well_id, len(well.sites)) for well in listed] == [("HEPG2-01_1_B03", 2)]
+    assert listed.stats.filtered == 3
+    picked = next(iter(RxRx1Wells(root, channels=["rna", "nuclei"])))
+    assert picked.well_id == "HEPG2-01_1_B02" and picked.sites[0].image.shape == (2, SIZE, SIZE)
+    np.testing.assert_array_equal(picked.sites[0].image, np.stack([plane([1, 4]), plane([1, 1])]))
     with pytest.raises(ValueError, match="split must be"):
         RxRx1Wells(root, split="validation")
     with pytest.raises(FileNotFoundError, match="metadata file"):
         RxRx1Wells(root, metadata=root / "absent.csv")
+    with pytest.raises(ValueError, match=r"channel 'DNA' is not an RxRx channel; the source has \['nuclei', 'er'"):
+        RxRx1Wells(root, channels=["DNA"])
 
 
-def test_rxrx1_two_ranks_by_two_workers_yield_each_site_once(tmp_path):
+def test_rxrx1_two_ranks_by_two_workers_yield_each_well_once(tmp_path):
     root, seeds = rxrx1_release(tmp_path)
-    site_ids = []
+    well_ids = []
     for rank in range(2):
         dataset = WellDataset(RxRx1Wells(root, rank=rank, world_size=2), processor=PhenomImageProcessor(crop_size=16))
         for batch in torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_views):
-            site_ids += batch["well_id"]
-    assert sorted(site_ids) == sorted(set(seeds) - {"HEPG2-01_1_B02_2", "HUVEC-01_1_B03_1"})
+            well_ids += batch["well_id"]
+    assert sorted(well_ids) == ["HEPG2-01_1_B02", "HEPG2-01_1_B03", "HUVEC-01_1_B02", "HUVEC-01_1_B03"]
 
 
 # ---------------------------------------------------------------------------------------------------- plate folder
@@ -123,7 +139,8 @@ def test_plate_folder_stacks_channels_by_name_and_converts_16_bit_images_by_the_
         rule = [np.rint(p.astype(np.float32) * (255.0 / int(p.max()))).astype(np.uint8) for p in expected[well]]
         np.testing.assert_array_equal(yielded[well].image, np.stack(rule))
     assert yielded["w2"].metadata == {"well_id": "w2", "plate": "plate1", "treatment": "drug-1"}
-    assert dict(wells.stats.skipped) == {"missing_channel": 1}
+    assert dict(wells.stats.skipped_sites) == {"missing_channel": 1} and dict(wells.stats.skipped) == {
+        "no_valid_site": 1}
 
 
 def test_plate_folder_channel_order_by_index_subset_or_error(tmp_path):
@@ -153,7 +170,9 @@ def test_plate_folder_skips_missing_files_and_mismatched_sizes_and_splits_by_ran
     yielded = [well.well_id for part in parts for well in part]
     assert sorted(yielded) == ["well0", "well1", "well2", "well3"]
     skipped = sum((part.stats.skipped for part in parts), start=type(parts[0].stats.skipped)())
-    assert dict(skipped) == {"inconsistent_image_size": 1, "missing_channel": 1}
+    skipped_sites = sum((part.stats.skipped_sites for part in parts), start=type(parts[0].stats.skipped)())
+    assert dict(skipped) == {"no_valid_site": 2}
+    assert dict(skipped_sites) == {"inconsistent_image_size": 1, "missing_file": 1}
     bad = tmp_path / "bad.csv"
     bad.write_text("well,channel,file\nw,1,x.png\n")
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['well_id', 'path'\]"):
@@ -172,7 +191,7 @@ def test_well_dataset_random_crops_are_seeded_per_epoch_and_shuffle_buffer_keeps
         return [(sample["well_id"], sample["pixel_values"]) for sample in dataset]
 
     first, again, other_epoch = crops(0), crops(0), crops(1)
-    # Reading order: first appearance in the CSV (w4, incomplete, is skipped).
+    # Reading order: sorted by well id (w4, incomplete, is skipped).
     assert [well for well, _ in first] == [well for well in wells.well_ids if well != "w4"]
     assert all(crop.shape == (6, 16, 16) and crop.dtype == torch.uint8 for _, crop in first)
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again, strict=True))
@@ -203,3 +222,26 @@ def test_collate_views_batches_wells_with_different_view_counts():
     assert batch["well_index"].tolist() == [0, 0, 0, 0, 1]
     with pytest.raises(ValueError, match="mode must be one of"):
         WellDataset([], mode="center")
+
+
+# ---------------------------------------------------------------------------------------------------- open_wells
+def test_open_wells_detects_every_kind_of_source_and_refuses_options_it_does_not_take(tmp_path):
+    from phenom_data import detect_source, open_wells
+    from phenom_data.load_data import write_load_data
+    from phenom_data.rxrx3_core import shard_filename
+
+    rxrx1_root, _ = rxrx1_release(tmp_path / "rxrx1")
+    plate, _ = plate_csv(tmp_path / "plates")
+    load_data = write_load_data(tmp_path / "jump", {("P1", "A01", "1"): {"DNA": plane(0)}}, csv_name="ld.csv.gz")
+    rxrx3 = tmp_path / "rxrx3"
+    (rxrx3 / shard_filename(0, 1)).parent.mkdir(parents=True)
+    (rxrx3 / shard_filename(0, 1)).write_bytes(b"")
+    kinds = {source: detect_source(source).name
+             for source in (rxrx1_root, plate, load_data, rxrx3, "recursionpharma/rxrx3-core")}
+    assert list(kinds.values()) == ["rxrx1", "plate-csv", "load-data", "rxrx3-core", "rxrx3-core"]
+    processor = PhenomImageProcessor(crop_size=16)
+    assert type(open_wells(plate, processor=processor)).__name__ == "PlateFolderWells"
+    assert type(open_wells(rxrx1_root, processor=processor, experiments=["HEPG2-01"])).__name__ == "RxRx1Wells"
+    assert [well.well_id for well in open_wells(load_data, processor=processor)] == ["P1_A01"]
+    with pytest.raises(ValueError, match=r"option\(s\) perturbation_types do not apply to .*plates.csv \(plate-csv"):
+        open_wells(plate, processor=processor, perturbation_types=["CRISPR"])

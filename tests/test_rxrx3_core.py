@@ -343,3 +343,24 @@ def test_stats_round_trip_through_json(tmp_path):
     stats.save(tmp_path / "stats-rank0-worker0.json")
     assert json.loads((tmp_path / "stats-rank0-worker0.json").read_text())["skipped"] == {"corrupt_image": 2}
     assert WellStats.load_dir(tmp_path) == stats
+
+
+def test_channels_by_rxrx_name_and_exclude_before_decoding(shuffled_rows_dir, monkeypatch):
+    from phenom_data import open_wells, rxrx3_core
+
+    decoded = []
+    original = rxrx3_core.decode_image
+    monkeypatch.setattr(rxrx3_core, "decode_image", lambda data: decoded.append(1) or original(data))
+    done = sorted(GOOD_IDS)[:10]
+    wells = open_wells(shuffled_rows_dir, processor=PhenomImageProcessor(crop_size=32), channels=["rna", "nuclei"],
+                       exclude=done)
+    yielded = {well.well_id: well for well in wells}
+    # The corrupt well's broken channel (3, actin) is not asked for, so it is read whole.
+    assert set(yielded) == (GOOD_IDS - set(done)) | {well_id(CORRUPT)} and wells.channel_names == ["rna", "nuclei"]
+    for well in [*GOOD, CORRUPT]:
+        if well_id(well) in yielded:
+            np.testing.assert_array_equal(yielded[well_id(well)].image, expected_image(well)[[3, 0]])
+    assert wells.stats.excluded == 10
+    assert len(decoded) == 2 * len(yielded)  # only the chosen channels of wells not done are decoded
+    with pytest.raises(ValueError, match=r"channel 'DNA' is not an RxRx channel; the source has \['nuclei', "):
+        open_wells(shuffled_rows_dir, processor=PhenomImageProcessor(), channels=["DNA"])

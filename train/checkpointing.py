@@ -1,12 +1,20 @@
-"""Atomic step checkpoints with `accelerator.save_state` (STYLE rule 12).
+"""Atomic step checkpoints with `accelerator.save_state` (STYLE rule 12), resumed without running pickled code.
 
 A checkpoint is written into `checkpoints/.tmp-step_<N>/`, completed with `trainer_state.json`, then renamed to
 `checkpoints/step_<N>/` in one `os.replace`. A run killed mid-write leaves only a `.tmp-*` folder, which is never
 taken as `latest` and is removed by the next save. The last `keep` checkpoints are kept.
+
+Phenom's own state (step, data position, the schedule, the run's fingerprint) is JSON in `trainer_state.json`; no
+object is registered with accelerate's `register_for_checkpointing`, whose `custom_checkpoint_<i>.pkl` accelerate
+loads with `weights_only=False` (it runs any code the file holds). Before `load_state`, `check_checkpoint_pickles`
+opens every pickled file of the checkpoint with `torch.load(weights_only=True)` (tensors, numbers, containers, numpy
+arrays, and the DeepSpeed types its ZeRO checkpoints hold), so a file that would run code when loaded is refused
+with its name, never loaded by accelerate or DeepSpeed (which loads its own files with `weights_only=False`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -15,6 +23,11 @@ from pathlib import Path
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # a torch zip archive, or a raw pickle (protocol 2 and later)
+# Plain data classes a DeepSpeed ZeRO checkpoint pickles besides tensors (fields only: building them runs no code).
+DEEPSPEED_SAFE_GLOBALS = ("deepspeed.runtime.zero.config.ZeroStageEnum",
+                          "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+                          "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler")
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -72,4 +85,42 @@ def load_trainer_state(checkpoint: Path) -> dict:
     return json.loads((Path(checkpoint) / STATE_FILE).read_text())
 
 
-__all__ = ["STATE_FILE", "checkpoint_dirs", "load_trainer_state", "resolve_resume", "save_checkpoint"]
+def _safe_globals() -> list:
+    from accelerate.utils.other import TORCH_SAFE_GLOBALS  # numpy arrays (accelerate's RNG states)
+
+    found = list(TORCH_SAFE_GLOBALS)
+    for name in DEEPSPEED_SAFE_GLOBALS:
+        module, _, attribute = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module), attribute))
+        except (ImportError, AttributeError):  # no deepspeed: its checkpoints cannot be loaded anyway
+            continue
+    return found
+
+
+def check_checkpoint_pickles(checkpoint: Path) -> None:
+    """Open every pickled file under `checkpoint` with `torch.load(weights_only=True)` (memory-mapped); raise
+    `ValueError` naming the first file that holds anything else (module docstring)."""
+    import torch
+
+    files = sorted(path for path in Path(checkpoint).rglob("*") if path.is_file())
+    for path in files:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if not magic.startswith(_PICKLE_MAGIC):
+            continue
+        previous = torch.serialization.get_safe_globals()
+        try:
+            torch.serialization.add_safe_globals(_safe_globals())
+            torch.load(path, map_location="cpu", weights_only=True, mmap=magic == _PICKLE_MAGIC[0])
+        except Exception as error:
+            reason = str(error).split("\n")[-1].strip() or type(error).__name__
+            raise ValueError(f"checkpoint file {path} is not plain tensors and numbers (loading it could run code it "
+                             f"holds), so {checkpoint} is not resumed: {reason[:300]}") from None
+        finally:
+            torch.serialization.clear_safe_globals()
+            torch.serialization.add_safe_globals(previous)
+
+
+__all__ = ["DEEPSPEED_SAFE_GLOBALS", "STATE_FILE", "check_checkpoint_pickles", "checkpoint_dirs", "load_trainer_state",
+           "resolve_resume", "save_checkpoint"]

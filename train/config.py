@@ -7,6 +7,8 @@ configuration is written to the output directory (`config.yaml`) and to the trac
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,22 +17,29 @@ from typing import Any
 
 import yaml
 
+from modeling_phenom.image_processing_phenom import UINT16_RULES
+
 
 @dataclass
 class ModelConfig:
     preset: str = "tiny"  # a PhenomConfig preset: tiny, ca-s16, ca-b16, l16, l8, g8
     overrides: dict[str, Any] = field(default_factory=dict)  # PhenomConfig fields, e.g. {drop_path_rate: 0.1}
     init_from: str | None = None  # optional save_pretrained directory or Hub id to start from
+    # init_from may lack tensors (they start from the preset's init, e.g. a new decoder for an encoder-only model) or
+    # hold unused ones; false refuses such a checkpoint
+    allow_partial_init: bool = False
 
 
 @dataclass
 class DataConfig:
-    path: str | None = None  # Hub dataset id or local directory in the RxRx3-core layout
+    path: str | None = None  # any phenom_data.open_wells source: RxRx3-core (Hub id or folder), RxRx1, LoadData CSV
     metadata: str | None = None  # metadata CSV; default: the one inside `path`
     well_list: str | None = None  # text file, one well_id per line (e.g. written by `phenom curate`)
     experiments: list[str] | None = None
     perturbation_types: list[str] | None = None
-    crop_size: int = 256
+    channels: list[str] | None = None  # channels to stack, in order (LoadData names, RxRx names); default all
+    crop_size: int | None = None  # the model's image_size (one owner); a value here must equal it
+    uint16_rule: str | None = None  # channel_max | shift | percentile; default: init_from's, else channel_max
     num_workers: int = 0
     shuffle_buffer_size: int = 64  # wells held to shuffle the stream order (0 = reading order)
     revision: str | None = None
@@ -47,7 +56,7 @@ class OptimConfig:
     warmup_fraction: float = 0.1  # share of steps warming up from peak/initial_lr_divisor to peak
     initial_lr_divisor: float = 25.0
     final_lr_divisor: float = 1e4  # cosine decay ends at peak / final_lr_divisor
-    grad_clip: float | None = 1.0
+    grad_clip: float | None = 1.0  # max global gradient norm; null = no clipping (<= 0 is refused, not "off")
 
 
 @dataclass
@@ -158,7 +167,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"config file {path} is not valid YAML: {error}") from None
     for assignment in overrides:
         apply_override(values, assignment)
     config = _build(TrainConfig, values)
@@ -166,23 +178,80 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     return config
 
 
+def _check_range(name: str, value, low: float, high: float = math.inf, *, integer: bool = False,
+                 low_open: bool = False, high_open: bool = True) -> None:
+    """`value` must be a finite number (an integer when `integer`) within `low`..`high` (bounds open as told)."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+        lower = f"{'>' if low_open else '>='} {low}"
+        bounds = lower if high == math.inf else f"{lower} and {'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must be {kind} {bounds}, got {value!r}")
+
+
+def _phenom_config_fields() -> list[str]:
+    from modeling_phenom import PhenomConfig
+
+    parameters = inspect.signature(PhenomConfig.__init__).parameters.values()
+    return [item.name for item in parameters if item.name != "self" and item.kind is item.POSITIONAL_OR_KEYWORD]
+
+
 def validate(config: TrainConfig) -> None:
-    """Checks that need no data and no processes (the batch split is checked once the world size is known)."""
+    """Checks that need no data and no processes (the batch split is checked once the world size is known): every
+    numeric option in its range, the choices, and `model.overrides` against `PhenomConfig`'s fields and checks."""
     for name in ("max_steps", "global_batch_size", "per_device_batch_size", "log_every", "checkpoint_every",
                  "keep_checkpoints", "reconstruction_every"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.optim.lr_scaling not in ("none", "linear"):
-        raise ValueError(f"optim.lr_scaling must be 'none' or 'linear', got {config.optim.lr_scaling!r}")
+        _check_range(name, getattr(config, name), 1, integer=True)
+    _check_range("seed", config.seed, 0, 2**32, integer=True)  # numpy's seed range
+    optim, data = config.optim, config.data
+    _check_range("optim.peak_lr", optim.peak_lr, 0, low_open=True)
+    if optim.reference_global_batch_size is not None:
+        _check_range("optim.reference_global_batch_size", optim.reference_global_batch_size, 1, integer=True)
+    if len(optim.betas) != 2:
+        raise ValueError(f"optim.betas must be two numbers like [0.9, 0.95], got {optim.betas!r}")
+    for index, beta in enumerate(optim.betas):
+        _check_range(f"optim.betas[{index}]", beta, 0, 1)
+    _check_range("optim.weight_decay", optim.weight_decay, 0)
+    _check_range("optim.warmup_fraction", optim.warmup_fraction, 0, 1)
+    _check_range("optim.initial_lr_divisor", optim.initial_lr_divisor, 1)
+    _check_range("optim.final_lr_divisor", optim.final_lr_divisor, 1)
+    if optim.grad_clip is not None:  # -1 or 0 meant as "off" would reverse or zero the gradients: null is off
+        try:
+            _check_range("optim.grad_clip", optim.grad_clip, 0, low_open=True)
+        except ValueError as error:
+            raise ValueError(f"{error} (optim.grad_clip=null turns clipping off)") from None
+    if data.crop_size is not None:  # null: the model's image_size
+        _check_range("data.crop_size", data.crop_size, 1, integer=True)
+    _check_range("data.num_workers", data.num_workers, 0, integer=True)
+    _check_range("data.shuffle_buffer_size", data.shuffle_buffer_size, 0, integer=True)
+    if optim.lr_scaling not in ("none", "linear"):
+        raise ValueError(f"optim.lr_scaling must be 'none' or 'linear', got {optim.lr_scaling!r}")
     if config.mixed_precision not in ("auto", "no", "bf16", "fp16"):
         raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {config.mixed_precision!r}")
-    if not 0.0 <= config.optim.warmup_fraction < 1.0:
-        raise ValueError(f"optim.warmup_fraction must be in [0, 1), got {config.optim.warmup_fraction}")
-    if config.optim.peak_lr <= 0:
-        raise ValueError(f"optim.peak_lr must be positive, got {config.optim.peak_lr}")
-    if config.data.path is None:
-        raise ValueError("data.path is not set: give a Hub dataset id or a local directory (data.path=DIR)")
+    if data.uint16_rule is not None and data.uint16_rule not in UINT16_RULES:
+        raise ValueError(f"data.uint16_rule must be one of {', '.join(UINT16_RULES)}, got {data.uint16_rule!r}")
+    if data.path is None:
+        raise ValueError("data.path is not set: give a Hub dataset id, a local directory or a LoadData/plate CSV "
+                         "(data.path=...)")
+    validate_model(config.model)
+
+
+def validate_model(model: ModelConfig) -> None:
+    """`model.overrides` may name only `PhenomConfig` fields, and the preset with them must be a valid config."""
+    from modeling_phenom import PhenomConfig
+
+    valid = _phenom_config_fields()
+    unknown = sorted(set(model.overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown model.overrides key(s) {', '.join(unknown)}; valid keys (PhenomConfig fields): "
+                         f"{', '.join(valid)}")
+    if model.init_from:
+        return  # the overrides apply to the saved config, checked when it loads
+    try:
+        PhenomConfig.from_preset(model.preset, **model.overrides)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"model.preset={model.preset} with model.overrides {model.overrides}: {error}") from None
 
 
 def effective_peak_lr(config: TrainConfig) -> float:
@@ -219,4 +288,5 @@ __all__ = [
     "load_config",
     "save_config",
     "validate",
+    "validate_model",
 ]

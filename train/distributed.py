@@ -5,6 +5,8 @@ data-parallel replicas hold identical weights at the end.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from accelerate.utils import DistributedType
 
@@ -15,6 +17,20 @@ from .optim import Lion, one_cycle_schedule, parameter_groups
 def deepspeed_config(accelerator) -> dict | None:
     plugin = accelerator.state.deepspeed_plugin
     return plugin.deepspeed_config if plugin is not None else None
+
+
+def require_deepspeed_when_configured(accelerator) -> None:
+    """Refuse to train when the launch asked for DeepSpeed (`ACCELERATE_USE_DEEPSPEED`, set by `accelerate launch`
+    with a DeepSpeed config) but accelerate started something else: with `ACCELERATE_USE_CPU=true` it silently runs
+    plain multi-process CPU training, with every parameter and optimizer state replicated instead of sharded."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
+        return
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return
+    cause = (" because ACCELERATE_USE_CPU=true is set (DeepSpeed runs on CPUs without it: unset it)"
+             if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") else "")
+    raise ValueError(f"the accelerate config asks for DeepSpeed, but accelerate started {accelerator.distributed_type}"
+                     f"{cause}; refusing to train without DeepSpeed")
 
 
 def build_optimizer_and_schedule(accelerator, model, config: TrainConfig, peak_lr: float):
@@ -63,4 +79,5 @@ def replica_checksums(accelerator, model) -> list[float] | None:
     return accelerator.gather(total).tolist()
 
 
-__all__ = ["all_finite", "build_optimizer_and_schedule", "deepspeed_config", "replica_checksums"]
+__all__ = ["all_finite", "build_optimizer_and_schedule", "deepspeed_config", "replica_checksums",
+           "require_deepspeed_when_configured"]

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from phenom_data.atomic import atomic_write_text
+
 
 class JsonlLog:
     """Appends one JSON object per line and flushes, so a killed run keeps every interval it logged."""
@@ -16,16 +18,24 @@ class JsonlLog:
     def __init__(self, path: Path, truncate_after_step: int | None = None):
         self.path = Path(path)
         if truncate_after_step is not None and self.path.is_file():
-            # A resumed run rewrites the intervals after its checkpoint.
+            # A resumed run rewrites the intervals after its checkpoint; a line cut short by a kill is dropped.
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= truncate_after_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+                    if _step(line) is not None and _step(line) <= truncate_after_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif truncate_after_step is None:
             self.path.write_text("")
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def _step(line: str) -> int | None:
+    """The `step` of one log line, or None for a line that is not a complete JSON record."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+        return None
 
 
 def save_reconstruction_grid(

@@ -8,8 +8,11 @@ Launch from a checkout or an installed package (CPU, one GPU, DDP, DeepSpeed ZeR
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 train/pretrain.py --config ...  # CPU DDP
     accelerate launch --config_file train/accelerate/deepspeed_zero3.yaml train/pretrain.py --config .../g8.yaml
 
-`--resume latest|PATH` continues from a checkpoint exactly (model, optimizer, schedule, RNG, data position).
-Outputs in `output_dir`: config.yaml, log.jsonl, checkpoints/step_<N>/, reconstructions/step_<N>.png, final/.
+`--resume latest|PATH` continues from a checkpoint exactly (model, optimizer, schedule, RNG, data position), only
+when the checkpoint belongs to this run (same settings, data and initial weights: `train/run_folder.py`); a new run
+needs an empty `output_dir` or `--overwrite`. One run per `output_dir` at a time (a lock beside it).
+Outputs in `output_dir`: run.json, config.yaml, log.jsonl, checkpoints/step_<N>/, reconstructions/step_<N>.png,
+final/.
 """
 
 from __future__ import annotations
@@ -29,14 +32,31 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
+from modeling_phenom.loading import load_pretrained
 from phenom_data.atomic import atomic_write_json
-from train.checkpointing import load_trainer_state, resolve_resume, save_checkpoint
+from phenom_data.errors import command, on_main_process
+from phenom_data.locks import lock_on_main_process
+from train.checkpointing import load_trainer_state, save_checkpoint
 from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
-from train.data import build_wells, check_data_source, require_usable_wells, training_batches
-from train.distributed import all_finite, build_optimizer_and_schedule, replica_checksums
+from train.data import (
+    build_wells,
+    check_channels,
+    check_data_source,
+    require_usable_wells,
+    training_batches,
+    training_processor,
+)
+from train.distributed import (
+    all_finite,
+    build_optimizer_and_schedule,
+    replica_checksums,
+    require_deepspeed_when_configured,
+)
 from train.logging_utils import JsonlLog, save_reconstruction_grid
+from train.run_folder import prepare_run_folder, run_fingerprint
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -50,28 +70,32 @@ def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", required=True, help="YAML run config (train/configs/tiny.yaml, ca-s16.yaml, ...)")
-    parser.add_argument("--resume", default=None, help="'latest' or a checkpoints/step_<N> folder")
+    parser.add_argument("--resume", default=None, help="'latest' or a checkpoints/step_<N> folder of this run")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in output_dir")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=DIR max_steps=40")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides before and after --resume
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Entry point of `phenom pretrain` and `python -m train.pretrain`; exit code 3 on a non-finite loss."""
+    """Entry point of `phenom pretrain` and `python -m train.pretrain`; exit code 2 on bad input (one line, before
+    any work), 3 on a non-finite loss."""
     args = parse_args(argv, prog)
     try:
-        return pretrain(load_config(args.config, args.overrides), args.resume)
+        return pretrain(load_config(args.config, args.overrides), args.resume, args.overwrite)
     except NonFiniteLossError as error:
         print(f"pretrain stopped: {error}; the last good checkpoint is kept (resume with --resume latest)",
               file=sys.stderr)
         return 3
 
 
-def pretrain(config: TrainConfig, resume: str | None = None) -> int:
+def pretrain(config: TrainConfig, resume: str | None = None, overwrite: bool = False) -> int:
     # ---------------------------------------------------------------- config
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = gradient_accumulation_steps(config, world_size)
     check_data_source(config.data.path)
+    fingerprint = run_fingerprint(config)  # settings + content of the data and initial weights
 
     # ---------------------------------------------------------------- accelerator
     mixed_precision = config.mixed_precision
@@ -89,29 +113,48 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     if accelerator.num_processes != world_size:
         accumulation = gradient_accumulation_steps(config, accelerator.num_processes)
         accelerator.gradient_accumulation_steps = accumulation
+    require_deepspeed_when_configured(accelerator)
+    lock = lock_on_main_process(accelerator, output_dir, "output_dir")
+    try:
+        return _train(config, accelerator, accumulation, fingerprint,
+                      on_main_process(accelerator, lambda: prepare_run_folder(output_dir, fingerprint, resume,
+                                                                              overwrite)), resume)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fingerprint: dict,
+           checkpoint: Path | None, resume: str | None) -> int:
+    output_dir = Path(config.output_dir)
     set_seed(config.seed, device_specific=True)
     peak_lr = effective_peak_lr(config)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / "config.yaml")
     accelerator.print(
         f"processes {accelerator.num_processes}, per-device batch {config.per_device_batch_size}, accumulation "
         f"{accumulation}, global batch {config.global_batch_size}; base peak LR {config.optim.peak_lr:g}, "
-        f"effective peak LR {peak_lr:g} (lr_scaling={config.optim.lr_scaling}), precision {mixed_precision}"
+        f"effective peak LR {peak_lr:g} (lr_scaling={config.optim.lr_scaling}), "
+        f"precision {accelerator.mixed_precision}"
     )
 
     # ---------------------------------------------------------------- data
-    wells = build_wells(config.data, accelerator.process_index, accelerator.num_processes)
+    # The model's image size is the crop (one owner): the processor made from it reads the data and is exported.
+    if config.model.init_from:
+        model_config = AutoConfig.from_pretrained(config.model.init_from, **config.model.overrides)
+    else:
+        model_config = PhenomConfig.from_preset(config.model.preset, **config.model.overrides)
+    processor = training_processor(config.data, model_config.image_size, config.model.init_from)
+    wells = build_wells(config.data, processor, accelerator.process_index, accelerator.num_processes)
+    check_channels(wells, model_config)
     require_usable_wells(wells, config.data.path, accelerator)
 
     # ---------------------------------------------------------------- model
-    if config.model.init_from:
-        model = PhenomForMaskedImageModeling.from_pretrained(config.model.init_from, **config.model.overrides)
+    if config.model.init_from:  # refused if it lacks tensors or holds NaN, unless model.allow_partial_init
+        model = load_pretrained(PhenomForMaskedImageModeling, config.model.init_from,
+                                allow_partial=config.model.allow_partial_init, **config.model.overrides)
     else:
-        model = PhenomForMaskedImageModeling(PhenomConfig.from_preset(config.model.preset, **config.model.overrides))
-    # The encoder's fc_norm head is not on the MAE path (openphenom.md §3.5): frozen, so that DDP needs no search
-    # for unused parameters and the optimizer does not decay it.
-    model.phenom.fc_norm.requires_grad_(False)
+        model = PhenomForMaskedImageModeling(model_config)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
@@ -124,25 +167,27 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     if scheduler_prepared:  # DeepSpeed's own scheduler (its JSON defines one)
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     else:
-        # Our schedule steps once per optimizer step, so it is checkpointed but not wrapped by accelerate.
+        # Our schedule steps once per optimizer step, so accelerate does not wrap it; its state is JSON in the
+        # checkpoint's trainer_state.json (never registered: accelerate unpickles registered state unchecked).
         model, optimizer = accelerator.prepare(model, optimizer)
-        accelerator.register_for_checkpointing(scheduler)
     if config.trackers:
         accelerator.init_trackers("pretrain", config={k: str(v) for k, v in config.to_dict().items()})
 
     # ---------------------------------------------------------------- resume
     start_step, consumed_batches = 0, 0
-    checkpoint = resolve_resume(output_dir, resume)
-    if checkpoint is not None:
+    if checkpoint is not None:  # its files were checked for pickled code before any work (prepare_run_folder)
         accelerator.load_state(str(checkpoint))
         state = load_trainer_state(checkpoint)
         start_step, consumed_batches = state["step"], state["consumed_batches"]
+        if not scheduler_prepared:
+            scheduler.load_state_dict(state["scheduler"])
         accelerator.print(f"resumed from {checkpoint} at step {start_step}")
     elif resume == "latest":
         accelerator.print(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
     log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
         if accelerator.is_main_process else None
-    batches = training_batches(wells, config.data, config.per_device_batch_size, config.seed, consumed_batches)
+    batches = training_batches(wells, processor, config.data, config.per_device_batch_size, config.seed,
+                               consumed_batches)
     well_log = None
     if config.data.record_wells:  # which wells this process trained on, step by step
         well_log = (output_dir / f"wells-rank{accelerator.process_index}.tsv").open("a" if checkpoint else "w")
@@ -202,8 +247,10 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
                                  output_dir / "reconstructions" / f"step_{step}.png", step)
 
         if step % config.checkpoint_every == 0 or step == config.max_steps:
-            save_checkpoint(accelerator, output_dir, step, {"consumed_batches": consumed_batches,
-                                                            "seed": config.seed}, config.keep_checkpoints)
+            trainer_state = {"consumed_batches": consumed_batches, "seed": config.seed, "run": fingerprint}
+            if not scheduler_prepared:
+                trainer_state["scheduler"] = scheduler.state_dict()
+            save_checkpoint(accelerator, output_dir, step, trainer_state, config.keep_checkpoints)
             last_saved = step
     progress.close()
     if well_log is not None:
@@ -213,7 +260,7 @@ def pretrain(config: TrainConfig, resume: str | None = None) -> int:
     checksums = replica_checksums(accelerator, model)
     if checksums is not None and len(set(checksums)) > 1:
         logger.warning(f"data-parallel replicas differ at the end of training: parameter sums {checksums}")
-    export_final(accelerator, model, output_dir / "final", config.data.crop_size)
+    export_final(accelerator, model, output_dir / "final", processor)
     if accelerator.is_main_process:
         atomic_write_json(output_dir / "run_summary.json", {
             "steps": config.max_steps, "processes": accelerator.num_processes,
@@ -239,15 +286,16 @@ def write_reconstruction(model, outputs, pixel_values, path: Path, step: int) ->
     save_reconstruction_grid(path, standardized[0], mask[0], images[0], title=f"step {step}")
 
 
-def export_final(accelerator, model, final_dir: Path, crop_size: int) -> None:
-    """`save_pretrained` of the gathered weights into final/, written under a temporary name then renamed."""
+def export_final(accelerator, model, final_dir: Path, processor: PhenomImageProcessor) -> None:
+    """`save_pretrained` of the gathered weights and the run's image processor into final/, written under a
+    temporary name then renamed."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         temporary = final_dir.with_name(final_dir.name + ".tmp")
         shutil.rmtree(temporary, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=state_dict)
-        PhenomImageProcessor(crop_size=crop_size).save_pretrained(temporary)
+        processor.save_pretrained(temporary)
         shutil.rmtree(final_dir, ignore_errors=True)
         temporary.rename(final_dir)
     accelerator.wait_for_everyone()

@@ -14,6 +14,7 @@ import ctypes
 import json
 import math
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phenom_data.atomic import atomic_write_text
+from phenom_data.errors import command
+from phenom_data.locks import output_lock
 from phenom_data.synth.biology import plan_biology
 from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
 from phenom_data.synth.layout import build_layout
@@ -44,6 +47,7 @@ from phenom_data.synth.writer import (
 PROGRESS_FILE = ".synth_in_progress.json"
 PARALLEL_MIN_WELLS = 200  # below this, a second worker's start-up costs more than it saves
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+PR_SET_PDEATHSIG = 1  # Linux prctl option
 
 
 def _render_task(task: tuple) -> list[bytes]:
@@ -55,11 +59,14 @@ def _render_task(task: tuple) -> list[bytes]:
 
 def _worker_init() -> None:
     """Keep freed numpy temporaries in the heap (glibc): by default every large temporary is a fresh mmap whose pages
-    fault in again, about 15% of the render time spent in the kernel. Only set in this generator's worker processes."""
+    fault in again, about 15% of the render time spent in the kernel. Only set in this generator's worker processes.
+    On Linux a worker also dies with its parent (`PR_SET_PDEATHSIG`): a generator killed with kill -9 would otherwise
+    leave it waiting for work forever."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, 256 << 20)
         libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not glibc: keep the defaults
         pass
 
@@ -90,13 +97,15 @@ def _prepare_directory(out: Path, config: SynthConfig, overwrite: bool) -> bool:
         if not overwrite:
             raise FileExistsError(f"{out} holds a synthetic dataset with another config ({path.name}); choose another "
                                   "directory or pass overwrite=True (--overwrite)")
+    holds_dataset = truth_path.is_file() or progress_path.is_file()
+    if out.is_dir() and any(out.iterdir()) and not holds_dataset:
+        # Never replace files this generator did not write (a user's README.md or CSV), not even with overwrite.
+        raise FileExistsError(f"{out} is not empty and holds no synthetic dataset ({GROUND_TRUTH_FILE} missing); "
+                              "nothing was changed: choose an empty or new directory")
     if overwrite:  # remove only what this generator writes
         for path in [*sorted((out / "data").glob("train-*.parquet")), truth_path, progress_path,
                      out / METADATA_FILE, out / "README.md"]:
             path.unlink(missing_ok=True)
-    elif out.is_dir() and any(out.iterdir()) and not progress_path.is_file():
-        raise FileExistsError(f"{out} is not empty and holds no synthetic dataset; choose an empty or new directory "
-                              "or pass overwrite=True (--overwrite)")
     return False
 
 
@@ -104,13 +113,22 @@ def generate_from_config(
     config: SynthConfig, out_dir: str | Path, *, size: str = "custom", workers: int | None = None,
     overwrite: bool = False, progress: bool = True,
 ) -> Path:
-    """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory."""
+    """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory. One run per
+    folder: a second one is refused while the first runs (`phenom_data.locks`)."""
     out = Path(out_dir)
-    if _prepare_directory(out, config, overwrite):
-        return out
+    with output_lock(out, "synthetic dataset folder"):
+        if _prepare_directory(out, config, overwrite):
+            return out
+        _generate(config, out, size, workers, progress)
+    return out
+
+
+def _generate(config: SynthConfig, out: Path, size: str, workers: int | None, progress: bool) -> None:
     plan = plan_biology(config)
     layout = build_layout(config, plan)
     (out / "data").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "data").glob(".train-*.tmp"):  # a shard being written when an earlier run was killed
+        stale.unlink()
     write_json(out / PROGRESS_FILE, {"config": config.to_dict()})
     wells = layout.wells
     total_rows = NUM_CHANNELS * len(wells)
@@ -156,7 +174,6 @@ def generate_from_config(
     atomic_write_text(out / "README.md", dataset_readme(truth))
     write_json(out / GROUND_TRUTH_FILE, truth)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
-    return out
 
 
 def generate(
@@ -200,26 +217,26 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--plates", type=int, help="plates per experiment")
     parser.add_argument("--batch-strength", type=float, dest="batch_strength",
                         help="scale of all batch effects (0 = none, default 1)")
+    parser.add_argument("--rows-per-shard", type=int, dest="rows_per_shard",
+                        help="image rows per parquet shard (default 4000; readers split work by shard row group)")
     parser.add_argument("--workers", type=int, help="render processes (default: up to 2 for large runs)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
+@command
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     overrides = {name: getattr(args, name) for name in ("num_genes", "num_complexes", "num_compounds", "guides",
                                                         "replicates", "experiments", "compound_experiments",
-                                                        "plates", "batch_strength")}
+                                                        "plates", "batch_strength", "rows_per_shard")}
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     start = time.perf_counter()
-    try:
-        out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
-                       overwrite=args.overwrite, progress=not args.no_progress, **overrides)
-    except (ValueError, FileExistsError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
+                   overwrite=args.overwrite, progress=not args.no_progress, **overrides)
     counts = json.loads((out / GROUND_TRUTH_FILE).read_text())["counts"]
     print(f"wrote {counts['wells']} wells ({counts['images']} images, {counts['shards']} shards), "
           f"{counts['genes']} genes, {counts['compounds']} compounds to {out} in {time.perf_counter() - start:.1f} s")

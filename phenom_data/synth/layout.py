@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phenom_data import RXRX3_CORE_CONCENTRATIONS
 from phenom_data.synth.biology import BiologyPlan
 from phenom_data.synth.config import SynthConfig
 from phenom_data.synth.render import PHENOTYPE_AXES, PlateEffects
 
-RXRX3_CORE_CONCENTRATIONS = (0.0025, 0.01, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0)  # uM
 PLATE_ROWS = tuple(string.ascii_uppercase) + tuple(f"A{letter}" for letter in "ABCDEF")  # A..Z, AA..AF
 PLATE_COLUMNS = 48
 ADDRESSES = tuple(f"{row}{column:02d}" for row in PLATE_ROWS for column in range(1, PLATE_COLUMNS + 1))
