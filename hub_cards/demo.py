@@ -156,7 +156,7 @@ def stage_random_init(out: Path, seed: int) -> None:
 
 
 def stage_embed(out: Path, progress: bool = True) -> None:
-    from eval.embed import main as embed_main
+    from phenom.commands.embed import main as embed_main
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
     # Per-channel pooling: a channel-agnostic model's features of each stain stay apart, as the hand-crafted
