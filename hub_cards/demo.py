@@ -204,7 +204,7 @@ def stage_eval(out: Path, size: str) -> None:
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
-    from eval.probe import main as probe_main
+    from phenom.commands.probe import main as probe_main
 
     files = [str(path) for path in block_files(out, "tiny-trained")]
     _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),

@@ -61,8 +61,8 @@ def test_probe_predicts_the_synthetic_gene_on_a_held_out_experiment(synthetic_pr
     profiles, metadata, _ = synthetic_profiles
     # Uncorrected, the plate and experiment effects of the held-out experiment hide the genes (0.09 with seed 0,
     # chance 0.06); PCA-CenterScale on the controls removes them.
-    assert probe.main(["--embeddings", str(profiles), "--metadata", str(metadata), "--task", "gene",
-                       "--correction", "pca-centerscale", "--out", str(tmp_path), "--no-plots"]) == 0
+    probe.probe(tmp_path, embeddings=[profiles], metadata=metadata, task="gene", correction="pca-centerscale",
+                plots=False, show_progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     chance = results["baselines"]["probe_balanced_accuracy_block1"]
     print(f"probe on synthetic profiles: {results['metrics']['probe_balanced_accuracy_block1']:.3f} "
