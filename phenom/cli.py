@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "embed RxRx3-core wells with the released OpenPhenom and compare with the published embeddings (network)",
     ),
     "probe": ("phenom.commands.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),
-    "trim": ("eval.trim", "a model trimmed to its first k blocks, with the compute it saves"),
+    "trim": ("phenom.commands.trim", "a model trimmed to its first k blocks, with the compute it saves"),
     "curate": ("phenom.commands.curate", "perturbation-consistency curation: the well list pretraining reads"),
     "synth": ("phenom_data.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
 }
