@@ -296,7 +296,14 @@ def test_results_for_different_datasets_need_an_explicit_flag(small_model):
 
 def test_a_dataset_alias_is_the_same_dataset(small_model):
     # The probe names "rxrx3-core", the eval "recursionpharma/rxrx3-core": one dataset, no flag needed.
-    build_card(read_all_results([RESULTS / "small_eval", RESULTS / "small_probe"]), describe_model(str(small_model)))
+    card = build_card(read_all_results([RESULTS / "small_eval", RESULTS / "small_probe"]),
+                      describe_model(str(small_model)))
+    assert {(result.dataset_type, result.dataset_name) for result in card.data.eval_results} == {
+        ("recursionpharma/rxrx3-core", "RxRx3-core")}
+    assert card.data.datasets == ["recursionpharma/rxrx3-core"]
+    # every metric of both folders is kept under that one dataset (the probe's results are not dropped)
+    assert {result.metric_type: result.metric_value for result in card.data.eval_results} == expected_metric_types(
+        "small_eval", "small_probe")
 
 
 @pytest.mark.parametrize(("file", "message"), [("null_metric.json", r"'compound_gene_ap_max' has no value \(null\)"),
