@@ -46,6 +46,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from modeling_phenom import PhenomImageProcessor
 
@@ -103,8 +105,13 @@ def rxrx3_core_well_id(experiment: str, plate: int | str, address: str, site: in
 
 
 def looks_like_repo_id(source: str) -> bool:
-    """`owner/name` (or `name`) as the Hub spells repo ids, and not a path such as `./data` or `/data/x`."""
-    return bool(re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", source)) and not Path(source).exists()
+    """`owner/name` (or `name`) that huggingface_hub's own validator accepts, and not a local path (`./data`,
+    `/data/x` or an existing `data/x`)."""
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return not Path(source).exists()
 
 
 def is_rxrx3_core_source(source: str | os.PathLike) -> bool:
