@@ -135,21 +135,29 @@ def test_card_of_converted_openphenom_weights_keeps_the_non_commercial_license(t
         build_card(read_all_results([RESULTS / "small_eval"]), model, license="apache-2.0")
 
 
-def _legacy_config_registered() -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    import modeling_phenom  # noqa: F401
-
-    return "MAE" in CONFIG_MAPPING
-
-
-@pytest.mark.skipif(not _legacy_config_registered(),
-                    reason="modeling_phenom does not register OpenPhenom's legacy model_type 'MAE' yet (issue 5)")
 def test_card_of_the_openphenom_layout_reads_its_legacy_config():
     model = describe_model(str(FIXTURES / "openphenom_tiny"))
     card = build_card(read_all_results([RESULTS / "small_eval"]), model, repo_id=REPO_ID)
     assert card.data.license == "other" and card.data.base_model == "recursionpharma/OpenPhenom"
     assert "| Width / depth / heads / MLP | 64 / 4 / 4 / 256 |" in card.content
+    assert model.weight_file_parameters is None  # the released "model.safetensors" is a torch zip
+
+
+def test_weight_file_values_come_from_the_safetensors_headers_of_one_file_or_its_shards(tmp_path):
+    from safetensors.torch import load_file
+
+    from modeling_phenom import PhenomForMaskedImageModeling, PhenomImageProcessor
+
+    model = PhenomForMaskedImageModeling(small_config())
+    for name, shard_size in (("single", "10GB"), ("sharded", "40KB")):
+        model.save_pretrained(tmp_path / name, max_shard_size=shard_size)
+        PhenomImageProcessor(crop_size=32).save_pretrained(tmp_path / name)
+    shards = sorted((tmp_path / "sharded").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    stored = sum(tensor.numel() for tensor in load_file(tmp_path / "single" / "model.safetensors").values())
+    assert stored > describe_model(str(tmp_path / "single")).encoder_parameters  # the decoder is in the file
+    assert describe_model(str(tmp_path / "single")).weight_file_parameters == stored
+    assert describe_model(str(tmp_path / "sharded")).weight_file_parameters == stored
 
 
 def test_card_reads_the_training_run_config_beside_the_model(tmp_path):
