@@ -51,6 +51,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from modeling_phenom import PhenomImageProcessor
 
+from .atomic import atomic_path
 from .metadata import MetadataTable
 from .paths import UnsafePathError, resolve_inside
 from .sources import register_source
@@ -195,16 +196,10 @@ def write_rxrx3_core_shard(
     features = datasets.Features({KEY_COLUMN: datasets.Value("string"), IMAGE_COLUMN: image_feature})
     values = list(images) if binary else [{"bytes": data, "path": None} for data in images]
     table = datasets.Dataset.from_dict({KEY_COLUMN: list(keys), IMAGE_COLUMN: values}, features=features)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         # The arrow schema carries the `datasets` features (the Image feature) in its metadata, as on the Hub.
         pq.write_table(table.data.table, temporary, row_group_size=row_group_size)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 @register_source("rxrx3-core", "a folder in RxRx3-core's Hub layout (data/train-*.parquet with __key__ and jp2, "
