@@ -32,7 +32,7 @@ NOT_YET_COMMANDS = {
     "eval/curate.py", "eval/embed.py", "eval/evaluate.py", "eval/probe.py", "eval/trim.py",
     "eval/verify_openphenom.py", "hub_cards/card.py", "hub_cards/demo.py", "hub_cards/leaderboard.py",
     "modeling_phenom/convert_openphenom.py", "phenom_data/synth/generate.py",
-    "train/pretrain.py", "train/memory_plan.py",
+    "train/pretrain.py",
 }
 EXIT_CALLS = {("sys", "exit"), ("os", "_exit"), (None, "exit"), (None, "quit")}
 
