@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_json
-from phenom_data.errors import command, report_error
+from phenom_data.errors import USER_ERRORS, command, one_line, report_error
 
 STATE_FILE = "demo_state.json"
 MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
@@ -110,6 +110,14 @@ def _run_main(module_main, argv: list[str], what: str) -> None:
                         "resume from here")
 
 
+def _call(what: str, function, *args, **kwargs):
+    """`function(*args, **kwargs)`; a user error it raises stops the demo as a failed stage."""
+    try:
+        return function(*args, **kwargs)
+    except USER_ERRORS as error:
+        raise DemoError(f"{what} failed: {one_line(error)}. Re-run the same command to resume from here") from error
+
+
 # ----------------------------------------------------------------------------------------------- stages
 
 
@@ -156,16 +164,15 @@ def stage_random_init(out: Path, seed: int) -> None:
 
 
 def stage_embed(out: Path, progress: bool = True) -> None:
-    from phenom.commands.embed import main as embed_main
+    from eval.embed import embed
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
     # Per-channel pooling: a channel-agnostic model's features of each stain stay apart, as the hand-crafted
     # baseline's do; averaging over channels mixes them (docs/design.md, Demo).
     runs = {"tiny-trained": (out / "pretrain" / "final", "all"), "tiny-random-init": (out / "random-init", "last")}
     for name, (model, blocks) in runs.items():
-        _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks, "--per-channel",
-                               "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite",
-                               *([] if progress else ["--no-progress"])], f"embed {name}")
+        _call(f"embed {name}", embed, model, out / "data", out / "embeddings" / f"{name}.parquet", blocks=blocks,
+              per_channel=True, overwrite=True, show_progress=progress)
 
 
 def block_files(out: Path, name: str) -> list[Path]:
@@ -194,23 +201,20 @@ def stage_baseline(out: Path, progress: bool) -> None:
 
 
 def stage_eval(out: Path, size: str) -> None:
-    from phenom.commands.eval import main as eval_main
+    from eval.evaluate import EvalOptions, evaluate
 
     for name in MODELS:
-        _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),
-                              "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
-                              "--out", str(out / "results" / name), "--model-name", name,
-                              "--dataset-name", f"phenom-synth-{size}", "--overwrite"], f"eval {name}")
+        options = EvalOptions(model_name=name, dataset_name=f"phenom-synth-{size}", overwrite=True)
+        _call(f"eval {name}", evaluate, [block_files(out, name)[-1]], out / "data" / "metadata_rxrx3_core.csv",
+              out / "results" / name, options)
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
-    from phenom.commands.probe import main as probe_main
+    from eval.probe import probe
 
-    files = [str(path) for path in block_files(out, "tiny-trained")]
-    _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
-                           "--task", "gene", "--out", str(out / "probe"), "--model-name", "tiny-trained",
-                           "--dataset-name", f"phenom-synth-{size}", *([] if progress else ["--no-progress"])],
-              "probe")
+    _call("probe", probe, out / "probe", embeddings=block_files(out, "tiny-trained"),
+          metadata=out / "data" / "metadata_rxrx3_core.csv", task="gene", model_name="tiny-trained",
+          dataset_name=f"phenom-synth-{size}", show_progress=progress)
 
 
 def stage_report(out: Path) -> None:
