@@ -28,7 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("eval.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),
     "trim": ("eval.trim", "a model trimmed to its first k blocks, with the compute it saves"),
     "curate": ("eval.curate", "perturbation-consistency curation: the well list pretraining reads"),
-    "synth": ("phenom_data.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
+    "synth": ("phenom.commands.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
 }
 
 
