@@ -15,8 +15,10 @@ from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, debug_flag_ap
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hub_cards.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"),
-    "card": ("hub_cards.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
-    "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
+    "card": ("phenom.commands.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
+    "leaderboard": (
+        "phenom.commands.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"
+    ),
     "pretrain": ("train.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
     "convert": ("modeling_phenom.convert_openphenom", "convert the released OpenPhenom checkpoint to Phenom format"),
     "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
