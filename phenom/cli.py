@@ -14,7 +14,9 @@ from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, debug_flag_ap
 
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("hub_cards.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"),
+    "demo": (
+        "phenom.commands.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"
+    ),
     "card": ("phenom.commands.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
     "leaderboard": (
         "phenom.commands.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"

@@ -2,8 +2,12 @@
 
     phenom demo --out phenom-demo            # small synthetic screen, ~7 minutes on 2 idle cores
     phenom demo --out phenom-demo --size medium
+    >>> from phenom.demo import demo
+    >>> result = demo("phenom-demo", size="tiny", steps=2, progress=False)  # doctest: +SKIP
 
-Stages, each run by the package that owns it (the same code paths as the individual commands):
+`demo(...) -> DemoResult` runs the stages, each by the package that owns it (the same code paths as the individual
+commands; the command line is `phenom/commands/demo.py`). It reports its progress through the `phenom.demo` logger
+(the command shows it on stdout) and returns the summary it wrote; it prints nothing itself.
 
 1. `synth`: a synthetic RxRx3-core-style screen with planted biology (`phenom_data.synth`).
 2. `pretrain`: the tiny channel-agnostic MAE, trained through `accelerate launch -m train.pretrain` with
@@ -24,18 +28,18 @@ holds something other than a demo run is never deleted.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_json
-from phenom_data.errors import command, report_error
 
 STATE_FILE = "demo_state.json"
 MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
@@ -44,10 +48,15 @@ SUMMARY_METRICS = ("recall_mean_0.05_0.95", "recall_CORUM_0.05_0.95", "compound_
 # Synthetic screen size -> (phenom synth preset, default pretraining steps). "tiny" is a smoke run for tests.
 SIZES = {"tiny": ("tiny", 4), "small": ("small", 600), "medium": ("medium", 600)}
 STAGES = ("synth", "pretrain", "random-init", "embed", "baseline", "eval", "probe", "report")
+logger = logging.getLogger(__name__)
 
 
 class DemoError(RuntimeError):
-    """A problem with the demo's output folder or settings (the message says what to do)."""
+    """A stage that failed (the message says how to resume)."""
+
+
+class DemoOutputError(DemoError, ValueError):
+    """An output folder or setting the demo cannot use (found before any work; the message says what to do)."""
 
 
 # ----------------------------------------------------------------------------------------------- output folder
@@ -58,7 +67,7 @@ def prepare_output(out: Path, settings: dict, overwrite: bool) -> tuple[dict, st
     `overwrite`) a demo run to replace. Returns the state and one of "fresh", "resume", "overwrite"."""
     state_path = out / STATE_FILE
     if out.exists() and not out.is_dir():
-        raise DemoError(f"--out {out} exists and is not a folder")
+        raise DemoOutputError(f"--out {out} exists and is not a folder")
     existing = json.loads(state_path.read_text()) if state_path.is_file() else None
     mode = "fresh"
     if existing is not None:
@@ -66,23 +75,23 @@ def prepare_output(out: Path, settings: dict, overwrite: bool) -> tuple[dict, st
             mode = "overwrite"
             shutil.rmtree(out)
         elif existing.get("settings") != settings:
-            raise DemoError(
+            raise DemoOutputError(
                 f"{out} holds a demo run with other settings ({existing.get('settings')}); this run asks for "
                 f"{settings}. Pass --overwrite to replace it, or choose another --out"
             )
         else:
             mode = "resume"
     elif out.is_dir() and any(out.iterdir()):
-        raise DemoError(f"--out {out} is not empty and holds no demo run ({STATE_FILE} missing): choose an empty or "
-                        "new folder (nothing is ever deleted that the demo did not write)")
+        raise DemoOutputError(f"--out {out} is not empty and holds no demo run ({STATE_FILE} missing): choose an "
+                              "empty or new folder (nothing is ever deleted that the demo did not write)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise DemoError(f"--out {out} is not writable ({error.strerror or error}); choose a folder you can write to"
-                        ) from error
+        raise DemoOutputError(f"--out {out} is not writable ({error.strerror or error}); choose a folder you can "
+                              "write to") from error
     state = existing if mode == "resume" else {"settings": settings, "done": [], "seconds": {}}
     atomic_write_json(state_path, state)
     return state, mode
@@ -92,15 +101,15 @@ def run_stage(state: dict, out: Path, name: str, function, *args) -> None:
     """Run one stage unless the state says it is done; record it (and its wall time) when it finishes."""
     number = STAGES.index(name) + 1
     if name in state["done"]:
-        print(f"[{number}/{len(STAGES)}] {name}: done in an earlier run, skipped", flush=True)
+        logger.info("[%d/%d] %s: done in an earlier run, skipped", number, len(STAGES), name)
         return
-    print(f"[{number}/{len(STAGES)}] {name} ...", flush=True)
+    logger.info("[%d/%d] %s ...", number, len(STAGES), name)
     start = time.perf_counter()
     function(*args)
     state["seconds"][name] = round(time.perf_counter() - start, 1)
     state["done"].append(name)
     atomic_write_json(out / STATE_FILE, state)
-    print(f"[{number}/{len(STAGES)}] {name}: {state['seconds'][name]:.1f} s", flush=True)
+    logger.info("[%d/%d] %s: %.1f s", number, len(STAGES), name, state["seconds"][name])
 
 
 def _run_main(module_main, argv: list[str], what: str) -> None:
@@ -131,7 +140,7 @@ def stage_pretrain(out: Path, steps: int, seed: int, progress: bool = True) -> N
         f"checkpoint_every={checkpoint_every}", f"reconstruction_every={checkpoint_every}",
         f"log_every={max(1, min(5, steps // 4))}", f"progress={str(progress).lower()}",
     ]
-    print("  " + " ".join(command), flush=True)
+    logger.info("  %s", " ".join(command))
     result = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
     if result.returncode != 0:
         raise DemoError(f"pretraining failed (exit code {result.returncode}); re-run the same command to resume "
@@ -214,15 +223,13 @@ def stage_probe(out: Path, size: str, progress: bool = True) -> None:
 
 
 def stage_report(out: Path) -> None:
-    from hub_cards.card import main as card_main
-    from hub_cards.leaderboard import main as leaderboard_main
+    from hub_cards.card import card
+    from hub_cards.leaderboard import leaderboard
 
-    results = [str(out / "results" / name) for name in MODELS]
-    _run_main(leaderboard_main, ["--results", *results, "--out", str(out),
-                                 "--title", "Phenom demo: trained vs random init vs hand-crafted"], "leaderboard")
-    _run_main(card_main, ["--results", str(out / "results" / "tiny-trained"), str(out / "probe"),
-                          "--model", str(out / "pretrain" / "final"), "--out", str(out / "card"),
-                          "--name", "phenom-demo-tiny", "--license", "apache-2.0"], "card")
+    leaderboard([out / "results" / name for name in MODELS], out,
+                title="Phenom demo: trained vs random init vs hand-crafted")
+    card([out / "results" / "tiny-trained", out / "probe"], str(out / "pretrain" / "final"), out / "card",
+         name="phenom-demo-tiny", license="apache-2.0")
     grids = sorted((out / "pretrain").rglob("*.png"), key=lambda path: path.stat().st_mtime)
     if grids:
         (out / "plots").mkdir(exist_ok=True)
@@ -263,77 +270,37 @@ def collect_summary(out: Path, state: dict) -> dict:
     }
 
 
-def print_summary(summary: dict) -> None:
-    def cell(value):
-        return "   n/a" if value is None else f"{value:6.3f}"
+# ----------------------------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class DemoResult:
+    """What `demo` did: the output folder, how it started (`fresh`, `resume`, `overwrite`), the summary it wrote to
+    `summary_path` (`collect_summary`: settings, stage seconds, metrics per model, probe, files)."""
 
-    names = list(summary["metrics"])
-    width = max(len(metric) for metric in SUMMARY_METRICS)
-    print()
-    print(f"{'metric':<{width}}  " + "  ".join(f"{name:>20}" for name in names) + "  random labels")
-    for metric in SUMMARY_METRICS:
-        row = [cell(summary["metrics"][name][metric]) for name in names]
-        baseline = summary["metrics"][names[0]]["_baselines"][metric]
-        print(f"{metric:<{width}}  " + "  ".join(f"{value:>20}" for value in row) + f"  {cell(baseline):>13}")
-    best = summary["probe"].get("probe_best_block")
-    if best is not None:
-        accuracy = summary["probe"].get(f"probe_balanced_accuracy_block{best}")
-        print(f"probe (trained model, gene on held-out experiments): best block {best}, balanced accuracy "
-              f"{cell(accuracy).strip()}")
-    verdict = summary["trained_beats_random_init"]
-    print("trained beats random init: " + ", ".join(f"{metric} {'yes' if won else 'NO'}"
-                                                    for metric, won in verdict.items()))
-    total = sum(summary["stage_seconds"].values())
-    print(f"stage times (s): {summary['stage_seconds']}  (this run's stages: {total:.0f} s)")
-    files = summary["files"]
-    print()
-    for label, key in (("leaderboard", "leaderboard"), ("leaderboard plot", "leaderboard_plot"),
-                       ("model card", "card"), ("trained model", "trained_model"),
-                       ("reconstruction", "reconstruction"), ("probe", "probe")):
-        print(f"{label:>16}: {files[key]}")
-    for name, path in files["results"].items():
-        print(f"{'results':>16}: {path}  ({name})")
-    print(f"{'plots':>16}: {len(files['plots'])} PNG files under {Path(files['leaderboard']).parent / 'results'}")
+    out: Path
+    mode: str
+    summary: dict
+    summary_path: Path
 
 
-# ----------------------------------------------------------------------------------------------- command line
+def demo(out: str | Path = "phenom-demo", *, size: str = "small", steps: int | None = None, seed: int = 0,
+         overwrite: bool = False, progress: bool = True) -> DemoResult:
+    """Run the demo's stages into `out` (module docstring) and return what it wrote.
 
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__.split("\n\n")[0] + " Generates a synthetic screen, pretrains the tiny model, "
-        "embeds every well with it, with the same architecture at random init and with hand-crafted features, "
-        "corrects batches, runs every benchmark and writes a leaderboard, results, a model card and plots.",
-    )
-    parser.add_argument("--out", type=Path, default=Path("phenom-demo"), help="output folder (default: phenom-demo)")
-    parser.add_argument("--size", choices=list(SIZES), default="small",
-                        help="synthetic screen: small (default, ~7 min on 2 idle cores), medium or tiny (smoke run)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="pretraining steps (default: 600 for small and medium, 4 for tiny); the tiny model "
-                             "starts learning masked patches after about 50, its features separate genes after a "
-                             "few hundred")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the initialization and training")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    steps = args.steps if args.steps is not None else SIZES[args.size][1]
+    `size`: a key of `SIZES` (the synthetic screen); `steps`: pretraining steps (default: the size's); `seed`: of the
+    data, the initialization and training. Raises `DemoOutputError` (a `ValueError`) for an output folder or setting
+    it cannot use, before any work, and `DemoError` when a stage fails (re-running resumes from that stage).
+    """
+    if size not in SIZES:
+        raise DemoOutputError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    steps = steps if steps is not None else SIZES[size][1]
     if steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
-    out = args.out.resolve()
-    settings = {"size": args.size, "steps": steps, "seed": args.seed}
-    try:
-        state, mode = prepare_output(out, settings, args.overwrite)
-    except DemoError as error:
-        return report_error(prog or "phenom demo", error)
-    print({"fresh": f"phenom demo into {out}",
-           "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
-           "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode], flush=True)
-    progress = not args.no_progress
+        raise DemoOutputError(f"--steps must be >= 1, got {steps}")
+    out = Path(out).resolve()
+    settings = {"size": size, "steps": steps, "seed": seed}
+    state, mode = prepare_output(out, settings, overwrite)
+    logger.info({"fresh": f"phenom demo into {out}",
+                 "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
+                 "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode])
     if not progress:
         # transformers' and huggingface_hub's own bars (weights written and loaded), here and in the pretraining
         # subprocess, which inherits the variable.
@@ -343,27 +310,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             transformers_logging.disable_progress_bar()
     start = time.perf_counter()
-    try:
-        run_stage(state, out, "synth", stage_synth, out, args.size, args.seed, progress)
-        run_stage(state, out, "pretrain", stage_pretrain, out, steps, args.seed, progress)
-        run_stage(state, out, "random-init", stage_random_init, out, args.seed)
-        run_stage(state, out, "embed", stage_embed, out, progress)
-        run_stage(state, out, "baseline", stage_baseline, out, progress)
-        run_stage(state, out, "eval", stage_eval, out, args.size)
-        run_stage(state, out, "probe", stage_probe, out, args.size, progress)
-        run_stage(state, out, "report", stage_report, out)
-    except DemoError as error:
-        print(f"{prog or 'phenom demo'}: {error}", file=sys.stderr)
-        return 1
+    run_stage(state, out, "synth", stage_synth, out, size, seed, progress)
+    run_stage(state, out, "pretrain", stage_pretrain, out, steps, seed, progress)
+    run_stage(state, out, "random-init", stage_random_init, out, seed)
+    run_stage(state, out, "embed", stage_embed, out, progress)
+    run_stage(state, out, "baseline", stage_baseline, out, progress)
+    run_stage(state, out, "eval", stage_eval, out, size)
+    run_stage(state, out, "probe", stage_probe, out, size, progress)
+    run_stage(state, out, "report", stage_report, out)
     summary = collect_summary(out, state)
     summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 1)
-    atomic_write_json(out / "summary.json", summary)
-    print_summary(summary)
-    print(f"{'summary':>16}: {out / 'summary.json'}  (this run: {summary['wall_seconds_this_run']:.0f} s)")
-    return 0
+    summary_path = atomic_write_json(out / "summary.json", summary)
+    return DemoResult(out, mode, summary, summary_path)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-__all__ = ["main"]
+__all__ = ["MODELS", "SIZES", "STAGES", "STATE_FILE", "DemoError", "DemoOutputError", "DemoResult", "demo",
+           "prepare_output"]

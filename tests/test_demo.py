@@ -10,7 +10,8 @@ import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hub_cards.demo import MODELS, STATE_FILE, DemoError, main, prepare_output
+from phenom.commands.demo import main
+from phenom.demo import MODELS, STATE_FILE, DemoError, DemoOutputError, demo, prepare_output
 
 SETTINGS = {"size": "tiny", "steps": 2, "seed": 0}
 
@@ -93,3 +94,13 @@ def test_other_settings_need_overwrite_which_replaces_the_run(tmp_path):
     state, mode = prepare_output(out, other, overwrite=True)
     assert mode == "overwrite" and state == {"settings": other, "done": [], "seconds": {}}
     assert not (out / "leftover.txt").exists()
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(DemoOutputError, match="--steps must be >= 1, got 0"):
+        demo(tmp_path / "demo", size="tiny", steps=0)
+    with pytest.raises(DemoOutputError, match="size must be one of tiny, small, medium, got 'huge'"):
+        demo(tmp_path / "demo", size="huge")
+    assert main(["--out", str(tmp_path / "demo"), "--size", "tiny", "--steps", "0"]) == 2
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
