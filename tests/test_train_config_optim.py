@@ -30,6 +30,27 @@ def test_unknown_config_key_lists_the_valid_ones():
     assert "optim.learning_rate" in message and "optim.peak_lr" in message and "optim.weight_decay" in message
 
 
+def test_config_errors_name_the_key_its_type_and_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"config key optim.reference_global_batch_size must be int or null, got 'x'"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.reference_global_batch_size=x"])
+    with pytest.raises(ValueError, match="config key optim.betas must be a list, got 0.9"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.betas=0.9"])
+    with pytest.raises(ValueError, match=r"optim.betas must be two numbers like \[0.9, 0.95\], got \[0.9, 0.95, "):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.betas=[0.9,0.95,0.99]"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "max_steps"])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data:\n  path: /tmp/x\n  shuffle_buffer: 8\n")
+    with pytest.raises(ValueError, match=rf"data.shuffle_buffer \({typo}\); valid keys: data.path, data.metadata"):
+        load_config(typo)
+    typo.write_text("- max_steps\n")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        load_config(typo)
+    config = load_config(None, ["data.path=/tmp/x", "optim.betas=[0.8,0.9]", "data.channels=[DNA,RNA]"])
+    assert config.optim.betas == [0.8, 0.9] and config.data.channels == ["DNA", "RNA"]
+    assert config.to_dict()["optim"]["betas"] == [0.8, 0.9]
+
+
 def test_missing_data_path_is_named():
     with pytest.raises(ValueError, match="data.path is not set"):
         load_config(CONFIGS / "tiny.yaml")
