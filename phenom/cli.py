@@ -17,7 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hub_cards.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"),
     "card": ("hub_cards.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
     "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
-    "pretrain": ("train.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
+    "pretrain": ("phenom.commands.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
     "convert": ("modeling_phenom.convert_openphenom", "convert the released OpenPhenom checkpoint to Phenom format"),
     "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
     "eval": ("eval.evaluate", "batch correction, the paper's benchmarks and plots from an embeddings file"),
