@@ -116,7 +116,7 @@ def _config_errors(source: str):
         cls, _ = _section(error.full_key or "")
         prefix = error.full_key.rsplit(".", 1)[0] + "." if "." in (error.full_key or "") else ""
         valid = ", ".join(prefix + item.name for item in dataclasses.fields(cls)) if cls else "?"
-        raise ValueError(f"unknown config key(s) {error.full_key} ({source}); valid keys: {valid}") from None
+        raise ValueError(f"unknown config key(s) {error.full_key}; valid keys: {valid} (in {source})") from None
     except OmegaConfBaseException as error:
         cls, name = _section(error.full_key or "")
         hint = typing.get_type_hints(cls).get(name) if cls else None

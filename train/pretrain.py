@@ -302,4 +302,4 @@ __all__ = ["NonFiniteLossError", "PretrainResult", "pretrain"]
 if __name__ == "__main__":  # the one command-line hand-over outside phenom/ (docs/design.md, Run config)
     from phenom.commands.pretrain import main
 
-    sys.exit(main())
+    sys.exit(main(prog=Path(sys.argv[0]).name))  # errors and usage say `pretrain.py`, as before
