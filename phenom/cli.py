@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": (
         "phenom.commands.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"
     ),
-    "pretrain": ("train.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
+    "pretrain": ("phenom.commands.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
     "convert": ("phenom.commands.convert", "convert the released OpenPhenom checkpoint to Phenom format"),
     "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
     "eval": ("eval.evaluate", "batch correction, the paper's benchmarks and plots from an embeddings file"),

@@ -95,7 +95,7 @@ def test_sigkill_then_resume_gives_the_losses_of_an_uninterrupted_run(synth_data
 
     result = run([sys.executable, "-m", "phenom", "pretrain", *common, f"output_dir={killed}", "--resume", "latest"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from {survived[-1]}" in result.stdout
+    assert f"resumed from {survived[-1]}" in result.stderr
     expected, got = losses(reference), losses(killed)
     assert sorted(got) == list(range(1, 13))
     for step in range(resumed_from + 1, 13):
