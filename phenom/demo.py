@@ -10,8 +10,9 @@ commands; the command line is `phenom/commands/demo.py`). It reports its progres
 (the command shows it on stdout) and returns the summary it wrote; it prints nothing itself.
 
 1. `synth`: a synthetic RxRx3-core-style screen with planted biology (`phenom_data.synth`).
-2. `pretrain`: the tiny channel-agnostic MAE, trained through `accelerate launch -m train.pretrain` with
-   `train/configs/tiny.yaml` (a subprocess, exactly as a user launches it; checkpoints, reconstructions, `final/`).
+2. `pretrain`: the tiny channel-agnostic MAE (`train.pretrain.pretrain` with `train/configs/tiny.yaml`, one process
+   on the CPU, as `accelerate launch --config_file train/accelerate/cpu.yaml` runs it; checkpoints,
+   reconstructions, `final/`).
 3. `random-init`: the same architecture with freshly drawn weights (seed `--seed`), saved like a trained model.
 4. `embed`: every well embedded with both models (`eval.embed --per-channel`: each channel's token mean side by
    side, as the released `return_channelwise_embeddings=True`; views averaged per well).
@@ -32,7 +33,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -129,22 +129,34 @@ def stage_synth(out: Path, size: str, seed: int, progress: bool) -> None:
 
 
 def stage_pretrain(out: Path, steps: int, seed: int, progress: bool = True) -> None:
-    config = resources.files("train") / "configs" / "tiny.yaml"
-    launch_config = resources.files("train") / "accelerate" / "cpu.yaml"
+    from accelerate.state import AcceleratorState
+
+    from train.config import load_config
+    from train.pretrain import NonFiniteLossError, pretrain
+
+    config_file = resources.files("train") / "configs" / "tiny.yaml"
     run_dir = out / "pretrain"
     checkpoint_every = max(1, min(100, steps // 2))
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config), "-m",
-        "train.pretrain", "--config", str(config), "--resume", "latest",
-        f"data.path={out / 'data'}", f"output_dir={run_dir}", f"max_steps={steps}", f"seed={seed}",
-        f"checkpoint_every={checkpoint_every}", f"reconstruction_every={checkpoint_every}",
-        f"log_every={max(1, min(5, steps // 4))}", f"progress={str(progress).lower()}",
-    ]
-    logger.info("  %s", " ".join(command))
-    result = subprocess.run(command, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
-    if result.returncode != 0:
-        raise DemoError(f"pretraining failed (exit code {result.returncode}); re-run the same command to resume "
-                        f"from the last checkpoint in {run_dir / 'checkpoints'}")
+    overrides = [f"data.path={out / 'data'}", f"output_dir={run_dir}", f"max_steps={steps}", f"seed={seed}",
+                 f"checkpoint_every={checkpoint_every}", f"reconstruction_every={checkpoint_every}",
+                 f"log_every={max(1, min(5, steps // 4))}", f"progress={str(progress).lower()}"]
+    # What a user runs for the same training (one CPU process, as here).
+    logger.info("  phenom pretrain --config %s --resume latest %s", config_file, " ".join(overrides))
+    config = load_config(config_file, overrides)
+    previous = os.environ.get("ACCELERATE_USE_CPU")
+    os.environ["ACCELERATE_USE_CPU"] = "true"  # the demo trains on the CPU, wherever it runs
+    try:
+        pretrain(config, resume="latest")
+    except (ValueError, OSError, NonFiniteLossError) as error:
+        raise DemoError(f"pretraining failed ({error}); re-run the same command to resume from the last checkpoint "
+                        f"in {run_dir / 'checkpoints'}") from error
+    finally:
+        if previous is None:
+            os.environ.pop("ACCELERATE_USE_CPU", None)
+        else:
+            os.environ["ACCELERATE_USE_CPU"] = previous
+        # The next stages set up accelerate afresh (their own device), as they did after a pretraining subprocess.
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def stage_random_init(out: Path, seed: int) -> None:
@@ -302,8 +314,7 @@ def demo(out: str | Path = "phenom-demo", *, size: str = "small", steps: int | N
                  "resume": f"resuming the demo run in {out}: done already: {', '.join(state['done']) or 'nothing'}",
                  "overwrite": f"--overwrite: replaced the earlier demo run in {out}"}[mode])
     if not progress:
-        # transformers' and huggingface_hub's own bars (weights written and loaded), here and in the pretraining
-        # subprocess, which inherits the variable.
+        # transformers' and huggingface_hub's own bars (weights written and loaded).
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         if "transformers" in sys.modules:
             from transformers.utils import logging as transformers_logging
