@@ -34,20 +34,17 @@ from bench.common import RESULTS_DIR, machine_record, versions_line
 from phenom_data.atomic import atomic_write_json
 
 PRECISIONS = ("float32", "bfloat16")
-POOLINGS = {"token mean": [], "per-channel": ["--per-channel"]}
+POOLINGS = {"token mean": False, "per-channel": True}  # name -> per_channel
 DEFAULT_TOLERANCE = 0.005
 
 
-def embed(model: Path, data: Path, out: Path, dtype: str, pooling_flags: list[str], batch_size: int) -> float:
+def embed(model: Path, data: Path, out: Path, dtype: str, per_channel: bool, batch_size: int) -> float:
     """`phenom embed` of the last block into `out` (replaced); returns its wall-clock seconds."""
-    from eval.embed import main as embed_main
+    from eval.embed import embed as embed_wells
 
     start = time.perf_counter()
-    code = embed_main(["--model", str(model), "--data", str(data), "--out", str(out), "--device", "cpu", "--dtype",
-                       dtype, "--batch-size", str(batch_size), "--overwrite", "--no-progress", *pooling_flags],
-                      prog="phenom embed")
-    if code != 0:
-        raise RuntimeError(f"phenom embed --dtype {dtype} of {model} exited with {code}")
+    embed_wells(model, data, out, device="cpu", dtype=dtype, batch_size=batch_size, overwrite=True,
+                show_progress=False, per_channel=per_channel)
     return time.perf_counter() - start
 
 
@@ -101,7 +98,7 @@ def metric_deltas(reference, reduced, noise) -> dict:
 
 
 def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, batch_size: int,
-            tolerance: float = DEFAULT_TOLERANCE, poolings: dict[str, list[str]] | None = None,
+            tolerance: float = DEFAULT_TOLERANCE, poolings: dict[str, bool] | None = None,
             reuse: bool = False) -> dict:
     """Embed with each precision, compare per well and per benchmark; the report (see the module docstring).
     `reuse`: take embeddings files already in `work` (from an earlier run) instead of embedding again."""
@@ -113,12 +110,12 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
     options = EvalOptions(plots=False)
     report = {}
     for name, model in models.items():
-        for pooling, flags in poolings.items():
+        for pooling, per_channel in poolings.items():
             files, seconds, results = {}, {}, {}
             for dtype in PRECISIONS:
                 files[dtype] = work / f"{name}-{pooling.replace(' ', '-')}-{dtype}.parquet"
                 reused = reuse and files[dtype].is_file()
-                seconds[dtype] = None if reused else embed(model, data, files[dtype], dtype, flags, batch_size)
+                seconds[dtype] = None if reused else embed(model, data, files[dtype], dtype, per_channel, batch_size)
                 results[dtype], _ = evaluate_file(files[dtype], metadata_table, options)
             embeddings = {dtype: read_embeddings(path) for dtype, path in files.items()}
             recorded = {dtype: embeddings[dtype].provenance.get("precision", {}).get("dtype") for dtype in PRECISIONS}

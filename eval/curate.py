@@ -30,10 +30,9 @@ the summary is also printed.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,13 +40,14 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_write_text
-from phenom_data.errors import command, report_error
 
 from .consistency import DEFAULT_DRAWS, cauchy_combination, consistency_p_values
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import WELL_ID_COLUMN, join_metadata, read_embeddings, read_metadata
 from .perturbations import COMPOUND, RXRX3_CORE, read_labels
 from .well_labels import experiment_column_of, has_label
+
+logger = logging.getLogger(__name__)
 
 DROP_REASONS = ("too_few_experiments", "too_few_wells", "untestable", "not_consistent")
 DEFAULT_P_THRESHOLD = 0.01
@@ -172,8 +172,8 @@ def curate(features: np.ndarray, metadata: pd.DataFrame, options: CurationOption
     corrected = correct(features, (control_values == options.control_key).to_numpy(), experiments,
                         options.correction, options.min_controls)
     if show_progress:
-        print(f"consistency of {len(candidates)} perturbations in {len(set(experiments))} experiments "
-              f"({options.draws} null draws per set size)", file=sys.stderr)
+        logger.info(f"consistency of {len(candidates)} perturbations in {len(set(experiments))} experiments "
+                    f"({options.draws} null draws per set size)")
     p_values = consistency_p_values(corrected, perturbations, experiments, ~labelled, draws=options.draws,
                                     seed=options.seed, query=candidates)
     table["tested_experiments"] = [len(p_values.get(label, {})) for label in table["perturbation"]]
@@ -234,70 +234,25 @@ def format_summary(summary: dict) -> str:
     ])
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Curate a pretraining set (paper.md §2): keep perturbations seen in enough experiments and "
-                    "wells whose replicates are consistent (per-experiment permutation p-values combined by the "
-                    "Cauchy combination test), down-sample controls, and write the well list train/pretrain.py "
-                    "reads (data.well_list).",
-    )
-    parser.add_argument("--embeddings", required=True, metavar="FILE",
-                        help="well embeddings parquet (official layout: well_id, feature_0 ...)")
-    parser.add_argument("--metadata", required=True, metavar="CSV", help="well metadata (metadata_rxrx3_core.csv)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--p-threshold", type=float, default=DEFAULT_P_THRESHOLD,
-                        help=f"keep perturbations with combined p below this (default: {DEFAULT_P_THRESHOLD})")
-    parser.add_argument("--min-experiments", type=int, default=DEFAULT_MIN_EXPERIMENTS,
-                        help=f"fewest experiments a perturbation is seen in (default: {DEFAULT_MIN_EXPERIMENTS})")
-    parser.add_argument("--min-wells", type=int, default=DEFAULT_MIN_WELLS,
-                        help=f"fewest wells of a perturbation (default: {DEFAULT_MIN_WELLS})")
-    parser.add_argument("--draws", type=int, default=DEFAULT_DRAWS,
-                        help=f"random well sets per set size and experiment in the null (default: {DEFAULT_DRAWS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the null draws and control sampling (default 0)")
-    parser.add_argument("--control-fraction", type=float, default=DEFAULT_CONTROL_FRACTION,
-                        help="share of each experiment's control wells kept (default: "
-                             f"{DEFAULT_CONTROL_FRACTION}, the paper's 30%% negative controls)")
-    parser.add_argument("--correction", choices=CORRECTIONS, default="centerscale",
-                        help="batch correction per experiment on its --control-key wells before the cosines "
-                             "(default: centerscale)")
-    parser.add_argument("--control-key", default=CurationOptions.control_key,
-                        help="--control-column value of the negative controls the correction is fitted on "
-                             f"(default: {CurationOptions.control_key})")
-    parser.add_argument("--control-column", default=CurationOptions.control_column,
-                        help=f"metadata column that marks control wells (default: {CurationOptions.control_column})")
-    parser.add_argument("--control-pattern", default=CurationOptions.control_pattern,
-                        help="a well is a control when its --control-column contains this (default: "
-                             f"{CurationOptions.control_pattern})")
-    parser.add_argument("--perturbation-column",
-                        help="metadata column naming the perturbation (default: the gene of a CRISPR guide, else "
-                             "the treatment, compounds with their concentration)")
-    parser.add_argument("--experiment-column",
-                        help="metadata column naming the experiment (default: experiment_name, else experiment)")
-    return parser
+@dataclass(frozen=True)
+class CurationRun:
+    """What `run_curation` did: the decisions and the files written (`well_list`, `table`, `summary`)."""
+
+    result: CurationResult
+    paths: dict[str, Path]
 
 
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    prog = prog or "phenom curate"
-    options = CurationOptions(
-        p_threshold=args.p_threshold, min_experiments=args.min_experiments, min_wells=args.min_wells,
-        draws=args.draws, seed=args.seed, control_fraction=args.control_fraction, correction=args.correction,
-        control_key=args.control_key, control_column=args.control_column, control_pattern=args.control_pattern,
-        perturbation_column=args.perturbation_column, experiment_column=args.experiment_column,
-    )
-    try:
-        embeddings = read_embeddings(args.embeddings)
-        metadata = join_metadata(embeddings, read_metadata(args.metadata), str(args.embeddings))
-        result = curate(embeddings.features, metadata, options)
-        result.summary.update(embeddings=str(args.embeddings), metadata=str(args.metadata))
-        paths = write_curation(result, args.out)
-    except (ValueError, FileNotFoundError) as error:
-        return report_error(prog, error)
-    print(format_summary(result.summary))
-    print(f"wrote {paths['well_list']} ({len(result.well_ids)} wells), {paths['table']}, {paths['summary']}")
-    return 0
+def run_curation(embeddings: str | os.PathLike, metadata: str | os.PathLike, out: str | os.PathLike,
+                 options: CurationOptions | None = None, show_progress: bool = True) -> CurationRun:
+    """`phenom curate`: curate the wells of an embeddings file (official layout) joined with its metadata CSV, and
+    write the well list, the per-perturbation table and the summary into `out` (see `write_curation`)."""
+    options = options or CurationOptions()
+    options.check()
+    table = read_embeddings(embeddings)
+    joined = join_metadata(table, read_metadata(metadata), str(embeddings))
+    result = curate(table.features, joined, options, show_progress=show_progress)
+    result.summary.update(embeddings=str(embeddings), metadata=str(metadata))
+    return CurationRun(result=result, paths=write_curation(result, out))
 
 
 __all__ = [
@@ -313,6 +268,6 @@ __all__ = [
     "curate",
     "write_curation",
     "format_summary",
-    "build_parser",
-    "main",
+    "CurationRun",
+    "run_curation",
 ]

@@ -33,20 +33,24 @@ choice is recorded in the provenance and pinned for resuming. docs/performance.m
 
 from __future__ import annotations
 
-import argparse
-import sys
+import logging
+import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from modeling_phenom.image_processing_phenom import UINT16_RULES
-from phenom_data.errors import command
 
 from .embedding_store import EmbeddingStore, block_paths, parts_folder
 from .precision import DTYPE_CHOICES, resolve_precision
 
+logger = logging.getLogger(__name__)
+
 FORMATS = ("parquet", "anndata")
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_PART_WELLS = 512
 
@@ -58,9 +62,9 @@ def parse_blocks(text: str) -> str | list[int]:
     try:
         blocks = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--blocks must be last, all or numbers like 4,8,12; got {text!r}") from None
+        raise ValueError(f"--blocks must be last, all or numbers like 4,8,12; got {text!r}") from None
     if not blocks:
-        raise argparse.ArgumentTypeError("--blocks is empty")
+        raise ValueError("--blocks is empty")
     return blocks
 
 
@@ -203,61 +207,8 @@ def parse_channels(text: str) -> list[str]:
     """`DNA,ER,RNA` -> `["DNA", "ER", "RNA"]` (names kept as written; the reader matches them)."""
     channels = [part.strip() for part in text.split(",") if part.strip()]
     if not channels:
-        raise argparse.ArgumentTypeError("--channels is empty")
+        raise ValueError("--channels is empty")
     return channels
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Embed every well of a dataset (RxRx3-core, RxRx1, a CellProfiler LoadData CSV or a plate CSV) "
-                    "with a Phenom/OpenPhenom model: pooled embeddings of the chosen blocks, averaged over every view "
-                    "of every site of a well, in the official embeddings layout (well_id, feature_0 ...). "
-                    "Resumable; runs under `accelerate launch`.",
-    )
-    parser.add_argument("--model", required=True, help="model: Hub repo id or save_pretrained directory")
-    parser.add_argument("--data", required=True,
-                        help="RxRx3-core Hub dataset id (recursionpharma/rxrx3-core) or a local folder in its layout, "
-                             "an RxRx1 release folder, a CellProfiler LoadData CSV (.csv/.csv.gz, JUMP-CP) or "
-                             "Phenom's plate CSV (well_id, channel, path)")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output parquet; with several blocks <name>_block<k>.parquet beside it")
-    parser.add_argument("--blocks", type=parse_blocks, default="last",
-                        help="last, all, or block numbers like 4,8,12 (numbered from 1; default: last)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"wells per forward pass, all their views together (default: {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto = the accelerator accelerate picks (a GPU when there is one)")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32",
-                        help="precision of the forward pass: float32 (default), bfloat16 or float16 (float32 "
-                             "weights under autocast), or auto = bfloat16 where the hardware has it natively (a GPU "
-                             "with bf16, a CPU with avx512_bf16 or AMX), float32 elsewhere; recorded in the "
-                             "provenance")
-    parser.add_argument("--format", choices=FORMATS, default="parquet", help="output format (default: parquet)")
-    parser.add_argument("--channels", type=parse_channels,
-                        help="channels to stack, in this order: LoadData/plate-CSV names (DNA,ER,RNA,AGP,Mito) or "
-                             "RxRx names/numbers (nuclei,er,actin,rna,mitochondria,golgi); default: the source's own "
-                             "(LoadData: every non-brightfield channel); recorded in the provenance")
-    parser.add_argument("--per-site", action="store_true",
-                        help="one row per site (well_id, site, features) instead of one per well")
-    parser.add_argument("--uint16-rule", choices=UINT16_RULES,
-                        help="how 16-bit images become 8-bit (default: the model's processor, else channel_max); "
-                             "percentile clips each image to its 0.1-99.9 percentiles")
-    parser.add_argument("--metadata", help="metadata CSV (default: the dataset's metadata_rxrx3_core.csv)")
-    parser.add_argument("--experiments", nargs="+", help="embed only these experiments")
-    parser.add_argument("--well-list", help="embed only the wells in this file (one well_id per line)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers per process (image decoding)")
-    parser.add_argument("--part-wells", type=int, default=DEFAULT_PART_WELLS,
-                        help=f"wells per part file written while running (default: {DEFAULT_PART_WELLS})")
-    parser.add_argument("--revision", help="Hub revision of the model and the dataset")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace output files that already exist and discard the parts of an interrupted run "
-                             "(without it, the same command resumes that run)")
-    parser.add_argument("--per-channel", action="store_true",
-                        help="channel-agnostic models: each channel's token mean side by side (C x hidden_size "
-                             "features) instead of the mean over all tokens")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def check_outputs(out: Path, outputs: dict[int, Path], parts_dir: Path, overwrite: bool) -> None:
@@ -271,27 +222,117 @@ def check_outputs(out: Path, outputs: dict[int, Path], parts_dir: Path, overwrit
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
 
 
-def embedding_settings(args, processor, outputs: dict[int, Path], parts_dir: Path, dtype: str) -> dict:
+@dataclass(frozen=True)
+class EmbedRequest:
+    """What `embed` was asked for (its arguments, checked); see `embed`."""
+
+    model: str
+    data: str
+    out: Path
+    blocks: str | tuple[int, ...] = "last"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    device: str = "auto"
+    dtype: str = "float32"
+    format: str = "parquet"
+    channels: tuple[str, ...] | None = None
+    per_site: bool = False
+    uint16_rule: str | None = None
+    metadata: str | None = None
+    experiments: tuple[str, ...] | None = None
+    well_list: str | None = None
+    num_workers: int = 0
+    part_wells: int = DEFAULT_PART_WELLS
+    revision: str | None = None
+    overwrite: bool = False
+    per_channel: bool = False
+    show_progress: bool = True
+
+    def check(self) -> None:
+        """Option values that can be refused before anything is read."""
+        if self.batch_size < 1 or self.part_wells < 1 or self.num_workers < 0:
+            raise ValueError(f"--batch-size and --part-wells must be >= 1 and --num-workers >= 0; got "
+                             f"{self.batch_size}, {self.part_wells} and {self.num_workers}")
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPE_CHOICES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {self.dtype!r}")
+        if self.uint16_rule is not None and self.uint16_rule not in UINT16_RULES:
+            raise ValueError(f"--uint16-rule must be one of {', '.join(UINT16_RULES)}, got {self.uint16_rule!r}")
+        if self.per_site and self.format != "parquet":
+            raise ValueError("--per-site writes parquet files (well_id, site, features); drop --format anndata")
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """What one `embed` run did (on this process).
+
+    Args:
+        outputs: `{block: path}` of the files written (the main process; empty on the others).
+        blocks: the blocks embedded (numbered from 1).
+        wells: wells (or with `per_site`, wells whose sites were) embedded by this process in this run.
+        resumed_wells: wells found already embedded in the parts of an interrupted run (not embedded again).
+        seconds: wall time of this process's forward passes.
+        precision: the resolved forward-pass dtype (`float32`, `bfloat16`, `float16`).
+    """
+
+    outputs: dict[int, Path]
+    blocks: tuple[int, ...]
+    wells: int
+    resumed_wells: int
+    seconds: float
+    precision: str
+
+
+def embedding_settings(request: EmbedRequest, processor, outputs: dict[int, Path], parts_dir: Path,
+                       dtype: str) -> dict:
     """What must match for parts to be resumed: fingerprints of the model files and the data (content, so that
     `data/` and `./data` are one source and new weights behind the same path are another), and every option that
     changes an embedding."""
     from phenom_data.fingerprint import data_fingerprint, model_fingerprint, optional_file_fingerprint
 
-    return {"model": model_fingerprint(args.model, args.revision), "processor": processor.to_dict(),
-            "data": data_fingerprint(args.data, args.revision, exclude=(parts_dir, *outputs.values())),
-            "metadata": optional_file_fingerprint(args.metadata), "experiments": args.experiments,
-            "well_list": optional_file_fingerprint(args.well_list), "per_channel": args.per_channel,
-            "dtype": dtype, "channels": args.channels, "per_site": args.per_site}
+    return {"model": model_fingerprint(request.model, request.revision), "processor": processor.to_dict(),
+            "data": data_fingerprint(request.data, request.revision, exclude=(parts_dir, *outputs.values())),
+            "metadata": optional_file_fingerprint(request.metadata),
+            "experiments": list(request.experiments) if request.experiments is not None else None,
+            "well_list": optional_file_fingerprint(request.well_list), "per_channel": request.per_channel,
+            "dtype": dtype, "channels": list(request.channels) if request.channels is not None else None,
+            "per_site": request.per_site}
 
 
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    if args.batch_size < 1 or args.part_wells < 1 or args.num_workers < 0:
-        raise ValueError(f"--batch-size and --part-wells must be >= 1 and --num-workers >= 0; got {args.batch_size}, "
-                         f"{args.part_wells} and {args.num_workers}")
-    if args.per_site and args.format != "parquet":
-        raise ValueError("--per-site writes parquet files (well_id, site, features); drop --format anndata")
+def embed(model: str, data: str, out: str | os.PathLike, *, blocks: str | Sequence[int] = "last",
+          batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", dtype: str = "float32",
+          format: str = "parquet", channels: str | Sequence[str] | None = None, per_site: bool = False,
+          uint16_rule: str | None = None, metadata: str | None = None, experiments: Sequence[str] | None = None,
+          well_list: str | None = None, num_workers: int = 0, part_wells: int = DEFAULT_PART_WELLS,
+          revision: str | None = None, overwrite: bool = False, per_channel: bool = False,
+          show_progress: bool = True) -> EmbedResult:
+    """Embed every well of `data` with `model` into `out` (see the module docstring); a collective under
+    `accelerate launch` (every process calls it with the same arguments and embeds its own share of the wells).
+
+    Args:
+        model: Hub repo id or `save_pretrained` folder of a Phenom/OpenPhenom model.
+        data: any `phenom_data.open_wells` source (RxRx3-core Hub id or folder, RxRx1 folder, LoadData/plate CSV).
+        out: output file; with several blocks `<name>_block<k><suffix>` beside it.
+        blocks: `last`, `all`, block numbers (from 1), or their text `4,8,12`.
+        channels: channel names in stacking order (a list, or their text `DNA,ER,RNA`); None = the source's own.
+        the others: as the `phenom embed` options of the same name.
+
+    Bad options, a missing or unknown source, a model that cannot embed and outputs that exist raise `ValueError` /
+    `OSError` before any well is embedded.
+    """
+    chosen_blocks = parse_blocks(blocks) if isinstance(blocks, str) else blocks
+    request = EmbedRequest(
+        model=str(model), data=str(data), out=Path(out),
+        blocks=chosen_blocks if isinstance(chosen_blocks, str) else tuple(sorted({int(b) for b in chosen_blocks})),
+        batch_size=batch_size, device=device, dtype=dtype, format=format,
+        channels=tuple(parse_channels(channels) if isinstance(channels, str) else channels) if channels else None,
+        per_site=per_site, uint16_rule=uint16_rule, metadata=metadata,
+        experiments=tuple(experiments) if experiments else None, well_list=well_list, num_workers=num_workers,
+        part_wells=part_wells, revision=revision, overwrite=overwrite, per_channel=per_channel,
+        show_progress=show_progress)
+    request.check()
 
     from accelerate import PartialState
 
@@ -299,82 +340,93 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from phenom_data.errors import on_main_process
     from phenom_data.locks import lock_on_main_process
 
-    source_kind = detect_source(args.data)  # a missing or unknown source fails before the model is loaded
-    state = PartialState(cpu=args.device == "cpu")
-    if args.device == "cuda" and state.device.type != "cuda":
+    source_kind = detect_source(request.data)  # a missing or unknown source fails before the model is loaded
+    state = PartialState(cpu=request.device == "cpu")
+    if request.device == "cuda" and state.device.type != "cuda":
         raise ValueError("--device cuda but no CUDA device is available")
-    lock = lock_on_main_process(state, args.out, "--out")  # one run per output: a second one is refused at once
+    lock = lock_on_main_process(state, request.out, "--out")  # one run per output: a second one is refused at once
     try:
-        model = load_model(args.model, state.device, revision=args.revision)
-        precision = resolve_precision(args.dtype, state.device)
-        blocks = model.resolve_blocks(args.blocks)
-        if args.per_channel and not model.config.channel_agnostic:  # the model refuses too; say so before any work
+        loaded = load_model(request.model, state.device, revision=request.revision)
+        precision = resolve_precision(request.dtype, state.device)
+        chosen = loaded.resolve_blocks(request.blocks)
+        if request.per_channel and not loaded.config.channel_agnostic:  # the model refuses too; say so before work
             raise ValueError(f"--per-channel needs a channel-agnostic model (one token set per channel); "
-                             f"{args.model} embeds all channels in each token")
-        if args.format == "anndata":
+                             f"{request.model} embeds all channels in each token")
+        if request.format == "anndata":
             require_anndata()
-        outputs = block_paths(args.out, blocks, ".h5ad" if args.format == "anndata" else ".parquet")
+        outputs = block_paths(request.out, chosen, ".h5ad" if request.format == "anndata" else ".parquet")
         # The model's own views (crop size, 16-bit rule): given once to the reader and to the dataset.
-        processor = load_processor(args.model, args.revision, args.uint16_rule)
-        parts_dir = parts_folder(args.out)
-        check_outputs(args.out, outputs, parts_dir, args.overwrite)
-        store = EmbeddingStore(args.out, blocks, embedding_settings(args, processor, outputs, parts_dir, precision.dtype))
-        on_main_process(state, lambda: store.prepare(overwrite=args.overwrite))
+        processor = load_processor(request.model, request.revision, request.uint16_rule)
+        parts_dir = parts_folder(request.out)
+        check_outputs(request.out, outputs, parts_dir, request.overwrite)
+        store = EmbeddingStore(request.out, chosen,
+                               embedding_settings(request, processor, outputs, parts_dir, precision.dtype))
+        on_main_process(state, lambda: store.prepare(overwrite=request.overwrite))
         done = store.done_well_ids()
         if done and state.is_main_process:
-            print(f"resuming: {len(done)} wells already embedded in {store.parts_dir}", file=sys.stderr)
+            logger.info(f"resuming: {len(done)} wells already embedded in {store.parts_dir}")
         # Finished wells are dropped by the reader before any of their images is decoded.
-        wells = open_wells(args.data, processor=processor, rank=state.process_index,
-                           world_size=state.num_processes, exclude=done, metadata=args.metadata,
-                           experiments=args.experiments, well_list=args.well_list, channels=args.channels,
-                           revision=args.revision if "revision" in source_kind.options else None)
-        embed_wells(args, state, model, blocks, processor, wells, store, outputs, source_kind.name, precision)
+        wells = open_wells(request.data, processor=processor, rank=state.process_index,
+                           world_size=state.num_processes, exclude=done, metadata=request.metadata,
+                           experiments=list(request.experiments) if request.experiments else None,
+                           well_list=request.well_list,
+                           channels=list(request.channels) if request.channels else None,
+                           revision=request.revision if "revision" in source_kind.options else None)
+        return embed_wells(request, state, loaded, chosen, processor, wells, store, outputs, source_kind.name,
+                           precision, resumed_wells=len(done))
     finally:
         if lock is not None:
             lock.release()
-    return 0
 
 
-def embed_wells(args, state, model, blocks: list[int], processor, wells, store: EmbeddingStore,
-                outputs: dict[int, Path], source_kind: str, precision) -> None:
+def embed_wells(request: EmbedRequest, state, model, blocks: list[int], processor, wells, store: EmbeddingStore,
+                outputs: dict[int, Path], source_kind: str, precision, resumed_wells: int = 0) -> EmbedResult:
     """Embed `wells` (those the parts do not hold yet), then (main process) merge the parts into the outputs."""
     import torch
 
     from phenom_data import WellDataset, collate_views
 
     dataset = WellDataset(wells, mode="tiles", processor=processor)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers,
+    loader = torch.utils.data.DataLoader(dataset, batch_size=request.batch_size, num_workers=request.num_workers,
                                          collate_fn=collate_views)
     if state.is_main_process:
-        print(f"precision: {precision.dtype} ({precision.reason})", file=sys.stderr)
+        logger.info(f"precision: {precision.dtype} ({precision.reason})")
     start = time.perf_counter()
-    show_progress = state.is_main_process and not args.no_progress
+    show_progress = state.is_main_process and request.show_progress
     embedded = embed_into_store(model, loader, blocks, store, state.process_index, state.device, precision.autocast,
-                                part_wells=args.part_wells, show_progress=show_progress, per_channel=args.per_channel,
-                                per_site=args.per_site)
+                                part_wells=request.part_wells, show_progress=show_progress,
+                                per_channel=request.per_channel, per_site=request.per_site)
     seconds = time.perf_counter() - start
-    print(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
-          f"({embedded / max(seconds, 1e-9):.1f} wells/s); {wells.stats.summary()}", file=sys.stderr)
+    logger.info(f"rank {state.process_index}: embedded {embedded} wells in {seconds:.1f} s "
+                f"({embedded / max(seconds, 1e-9):.1f} wells/s); {wells.stats.summary()}")
     state.wait_for_everyone()
+    written: dict[int, Path] = {}
     if state.is_main_process:
-        provenance = {"model": args.model, "dataset": args.data, "source": source_kind, "blocks": blocks,
+        provenance = {"model": request.model, "dataset": request.data, "source": source_kind, "blocks": blocks,
                       "hidden_size": int(model.config.hidden_size),
-                      "pooling": "per-channel token means" if args.per_channel else "token mean",
+                      "pooling": "per-channel token means" if request.per_channel else "token mean",
                       "channels": list(wells.channel_names), "processor": processor.settings(),
-                      "rows": "sites" if args.per_site else "wells", "precision": precision.record()}
-        if args.format == "parquet":
-            written = store.merge(provenance)
+                      "rows": "sites" if request.per_site else "wells", "precision": precision.record()}
+        if request.format == "parquet":
+            written = dict(store.merge(provenance))
         else:
             well_ids, _, features = store.read_parts()
-            write_anndata(outputs, well_ids, features, metadata_csv_path(args.data, args.metadata), provenance)
+            write_anndata(outputs, well_ids, features, metadata_csv_path(request.data, request.metadata), provenance)
             store.remove()
-            written = outputs
-        for block, path in written.items():
-            print(f"block {block}: {path}")
+            written = dict(outputs)
     state.wait_for_everyone()
+    return EmbedResult(outputs=written, blocks=tuple(blocks), wells=embedded, resumed_wells=resumed_wells,
+                       seconds=seconds, precision=precision.dtype)
+
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PART_WELLS",
+    "DEVICES",
     "FORMATS",
+    "EmbedRequest",
+    "EmbedResult",
+    "embed",
     "parse_blocks",
     "parse_channels",
     "row_index",
@@ -388,6 +440,4 @@ __all__ = [
     "require_anndata",
     "write_anndata",
     "metadata_csv_path",
-    "build_parser",
-    "main",
 ]

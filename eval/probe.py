@@ -33,10 +33,9 @@ experiments of each side).
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phenom_data.atomic import atomic_write_json
-from phenom_data.errors import command, report_error
 
 from .correction import CORRECTIONS, MIN_CONTROLS_PER_BATCH, correct
 from .embeddings_file import PROVENANCE_KEY, WELL_ID_COLUMN, WellEmbeddings, block_from_path, read_embeddings
@@ -54,6 +52,8 @@ from .perturbations import RXRX3_CORE
 from .plots import plot_probe_curve
 from .results import EvalResults, write_results
 from .well_labels import experiment_column_of, has_label
+
+logger = logging.getLogger(__name__)
 
 SITE_ID_COLUMN = "site_id"  # RxRx1: one embedding row per site, two sites per well
 DEFAULT_TEST_FRACTION = 0.25
@@ -82,7 +82,7 @@ def block_files(paths: list[str | os.PathLike]) -> dict[int, Path]:
             if len(paths) > 1:
                 raise ValueError(f"{path}: with several embeddings files each must be named <name>_block<k>.parquet")
             block = 1
-            print(f"note: {path} names no block; it is reported as block 1", file=sys.stderr)
+            logger.info(f"note: {path} names no block; it is reported as block 1")
         if int(block) in files:
             raise ValueError(f"two embeddings files for block {block}: {files[int(block)]} and {path}")
         files[int(block)] = path
@@ -405,10 +405,10 @@ def default_metadata(data: str, metadata: str | None, revision: str | None = Non
 
 
 def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None, device: str, batch_size: int,
-                      revision: str | None = None) -> list[Path]:
+                      revision: str | None = None, show_progress: bool = True) -> list[Path]:
     """`phenom embed --blocks all` into `out_dir/embeddings/`; files of an earlier run of the same model and data
     are reused (an interrupted embedding resumes from its parts). Returns the per-block files."""
-    from . import embed
+    from .embed import embed
 
     folder = out_dir / EMBEDDINGS_SUBDIR
     out = folder / f"{EMBEDDINGS_NAME}.parquet"
@@ -423,63 +423,87 @@ def embed_every_block(model: str, data: str, out_dir: Path, metadata: str | None
         if provenance.get("model") != model or provenance.get("dataset") != data:
             raise ValueError(f"{folder} holds embeddings of {provenance.get('model')} on {provenance.get('dataset')}, "
                              f"not of {model} on {data}: use another --out or delete that folder")
-        print(f"reusing the embeddings in {folder}", file=sys.stderr)
+        logger.info(f"reusing the embeddings in {folder}")
         return existing
-    argv = ["--model", model, "--data", data, "--out", str(out), "--blocks", "all", "--device", device,
-            "--batch-size", str(batch_size)]
     from phenom_data import detect_source
 
-    if metadata and "metadata" in detect_source(data).options:  # a LoadData CSV's labels are not the reader's
-        argv += ["--metadata", metadata]
-    if revision:
-        argv += ["--revision", revision]
-    status = embed.main(argv, prog="phenom probe: embed")
-    if status:
-        raise SystemExit(status)
+    # A LoadData CSV's labels are not the reader's: its metadata goes to the reader only where the source takes one.
+    reader_metadata = metadata if metadata and "metadata" in detect_source(data).options else None
+    embed(model, data, out, blocks="all", device=device, batch_size=batch_size, metadata=reader_metadata,
+          revision=revision, show_progress=show_progress)
     return written()
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Block-wise linear probe (paper.md §3): a class-balanced logistic regression on the well "
-                    "embeddings of every block, trained on some experiments and scored by balanced accuracy on "
-                    "held-out experiments. Writes results.json (probe_balanced_accuracy_block<k>, probe_best_block), "
-                    "a plot of balanced accuracy vs block, and the recommended trim.",
+@dataclass(frozen=True)
+class ProbeRun:
+    """What `probe` did.
+
+    Args:
+        result: balanced accuracy per block, the best block, chance, the split and the counts.
+        results: the results JSON content (`probe_results`).
+        results_path: the `results.json` written.
+        files: `{block: embeddings file}` that were probed.
+    """
+
+    result: ProbeResult
+    results: EvalResults
+    results_path: Path
+    files: dict[int, Path]
+
+
+def probe(out: str | os.PathLike, *, model: str | None = None, data: str | None = None,
+          embeddings: list[str | os.PathLike] | None = None, metadata: str | os.PathLike | None = None,
+          task: str | None = None, labels: str | os.PathLike | None = None, experiment_column: str | None = None,
+          test_fraction: float = DEFAULT_TEST_FRACTION, test_experiments: list[str] | None = None, seed: int = 0,
+          correction: str = "none", control_key: str = RXRX3_CORE.control_keys[0], max_iter: int = MAX_ITER,
+          device: str = "auto", batch_size: int = 8, revision: str | None = None, model_name: str | None = None,
+          dataset_name: str | None = None, plots: bool = True, show_progress: bool = True) -> ProbeRun | None:
+    """The block-wise linear probe (module docstring) of `embeddings` files, or of every block of `model` embedded
+    on `data` (into `out/embeddings/`); writes `out/results.json`, `split.json` and the plot.
+
+    Under `accelerate launch` with `model`, every process embeds its share and calls this; the main process probes
+    and returns the run, the others return None. Inconsistent arguments raise `ValueError` before any work.
+    """
+    if embeddings and (model or data):
+        raise ValueError("give either --embeddings or --model with --data, not both")
+    if not embeddings and not (model and data):
+        raise ValueError("give --model and --data (to embed every block), or --embeddings FILE...")
+    if embeddings and not metadata:
+        raise ValueError("--embeddings needs --metadata")
+    if (task is None) == (labels is None):
+        raise ValueError("give either --task (a metadata column) or --labels (a CSV of well_id,label)")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"--correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    out, model, data = Path(out), model and str(model), data and str(data)
+    if embeddings:
+        paths = [Path(path) for path in embeddings]
+        metadata_path = str(metadata)
+    else:
+        metadata_path = default_metadata(data, metadata and str(metadata), revision)
+        paths = embed_every_block(model, data, out, metadata and str(metadata), device, batch_size, revision,
+                                  show_progress=show_progress)
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return None  # under `accelerate launch` every process embeds its wells; the main one probes
+    files = block_files(paths)
+    metadata_table, id_column = read_probe_metadata(metadata_path)
+    experiment_column = experiment_column_of(metadata_table, experiment_column)
+    label_table = read_labels(labels) if labels else None
+    table = well_table(read_well_ids(next(iter(files.values()))), metadata_table, id_column, experiment_column,
+                       task=task, labels=label_table)
+    split = split_experiments(table.experiments, test_fraction, seed, test_experiments)
+    result = run_probe(table, split, block_features(table, files, correction, control_key), seed=seed,
+                       max_iter=max_iter, show_progress=show_progress)
+    provenance = file_provenance(next(iter(files.values())))
+    results = probe_results(
+        result,
+        model=model_name or model or provenance.get("model") or block_from_path(paths[0])[0],
+        dataset=dataset_name or data or provenance.get("dataset") or Path(metadata_path).stem,
+        task=task or f"labels:{Path(labels).name}", correction=correction,
     )
-    source = parser.add_argument_group("embeddings (either a model and a dataset, or existing files)")
-    source.add_argument("--model", help="model: Hub repo id or save_pretrained directory (embeds every block)")
-    source.add_argument("--data", help="dataset for --model: any phenom embed --data source (RxRx3-core, RxRx1, a "
-                                       "LoadData or plate CSV with --metadata)")
-    source.add_argument("--embeddings", nargs="+", metavar="FILE",
-                        help="existing per-block embeddings files <name>_block<k>.parquet (official layout)")
-    parser.add_argument("--metadata", metavar="CSV",
-                        help="well metadata (required with --embeddings; default with --data: the dataset's own)")
-    task = parser.add_mutually_exclusive_group(required=True)
-    task.add_argument("--task", help="metadata column holding the class of each well (gene, sirna, cell_type, ...)")
-    task.add_argument("--labels", metavar="CSV", help="a CSV with columns well_id,label")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--experiment-column",
-                        help="metadata column naming the experiment (default: experiment_name, else experiment)")
-    parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION,
-                        help=f"share of experiments held out (default: {DEFAULT_TEST_FRACTION}; at least one)")
-    parser.add_argument("--test-experiments", nargs="+", metavar="NAME", help="hold out exactly these experiments")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the experiment split and the probe (default: 0)")
-    parser.add_argument("--correction", choices=CORRECTIONS, default="none",
-                        help="batch correction per experiment, fitted on control wells, before the probe "
-                             "(default: none, the paper's protocol)")
-    parser.add_argument("--control-key", default=RXRX3_CORE.control_keys[0],
-                        help=f"treatment of the control wells a correction is fitted on (default: "
-                             f"{RXRX3_CORE.control_keys[0]})")
-    parser.add_argument("--max-iter", type=int, default=MAX_ITER, help=f"lbfgs iterations (default: {MAX_ITER})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device for --model")
-    parser.add_argument("--batch-size", type=int, default=8, help="wells per forward pass for --model (default: 8)")
-    parser.add_argument("--revision", help="Hub revision of the model and the dataset")
-    parser.add_argument("--model-name", help="model name in results.json (default: --model or the files' provenance)")
-    parser.add_argument("--dataset-name", help="dataset name in results.json (default: --data or the provenance)")
-    parser.add_argument("--no-plots", action="store_true", help="write results.json and split.json only")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+    path = write_probe_outputs(result, results, out, plots=plots)
+    return ProbeRun(result=result, results=results, results_path=path, files=files)
 
 
 def format_curve(result: ProbeResult) -> str:
@@ -488,59 +512,6 @@ def format_curve(result: ProbeResult) -> str:
         mark = "  <- best" if block == result.best_block else ""
         lines.append(f"{block:>5}  {value:.4f}{mark}")
     return "\n".join(lines)
-
-
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    prog = prog or "phenom probe"
-    if args.embeddings and (args.model or args.data):
-        parser.error("give either --embeddings or --model with --data, not both")
-    if not args.embeddings and not (args.model and args.data):
-        parser.error("give --model and --data (to embed every block), or --embeddings FILE...")
-    if args.embeddings and not args.metadata:
-        parser.error("--embeddings needs --metadata")
-    try:
-        if args.embeddings:
-            paths = [Path(path) for path in args.embeddings]
-            metadata_path = args.metadata
-        else:
-            metadata_path = default_metadata(args.data, args.metadata, args.revision)
-            paths = embed_every_block(args.model, args.data, args.out, args.metadata, args.device, args.batch_size,
-                                      args.revision)
-            from accelerate import PartialState
-
-            if not PartialState().is_main_process:
-                return 0  # under `accelerate launch` every process embeds its wells; the main one probes
-        files = block_files(paths)
-        metadata, id_column = read_probe_metadata(metadata_path)
-        experiment_column = experiment_column_of(metadata, args.experiment_column)
-        labels = read_labels(args.labels) if args.labels else None
-        table = well_table(read_well_ids(next(iter(files.values()))), metadata, id_column, experiment_column,
-                           task=args.task, labels=labels)
-        split = split_experiments(table.experiments, args.test_fraction, args.seed, args.test_experiments)
-        result = run_probe(table, split, block_features(table, files, args.correction, args.control_key),
-                           seed=args.seed, max_iter=args.max_iter, show_progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as error:
-        return report_error(prog, error)
-    provenance = file_provenance(next(iter(files.values())))
-    results = probe_results(
-        result,
-        model=args.model_name or args.model or provenance.get("model") or block_from_path(paths[0])[0],
-        dataset=args.dataset_name or args.data or provenance.get("dataset") or Path(metadata_path).stem,
-        task=args.task or f"labels:{Path(args.labels).name}", correction=args.correction,
-    )
-    path = write_probe_outputs(result, results, args.out, plots=not args.no_plots)
-    if result.not_converged:
-        print(f"note: lbfgs did not converge in {args.max_iter} iterations for block(s) {result.not_converged}; "
-              "raise --max-iter", file=sys.stderr)
-    print(format_curve(result))
-    print(f"best block {result.best_block} of {len(result.balanced_accuracy)}; train on {result.split.train}, "
-          f"test on {result.split.test}; wrote {path}")
-    if args.model and result.best_block < max(result.balanced_accuracy):
-        print(f"recommended: phenom trim --model {args.model} --blocks {result.best_block} --out <dir>")
-    return 0
 
 
 __all__ = [
@@ -564,7 +535,7 @@ __all__ = [
     "write_probe_outputs",
     "default_metadata",
     "embed_every_block",
-    "build_parser",
     "format_curve",
-    "main",
+    "ProbeRun",
+    "probe",
 ]

@@ -19,16 +19,15 @@ trimming saves at inference; the paper's MAE-G/8 cut to 38 of 48 blocks keeps 79
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
+import logging
 import os
 import shutil
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from phenom_data.errors import command, report_error
+logger = logging.getLogger(__name__)
 
 KEPT_FILES = ("preprocessor_config.json", "LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
 REPORT_NAME = "trim_report.json"
@@ -36,7 +35,7 @@ VERIFY_TOLERANCE = 1e-6
 CHANNEL_AGNOSTIC_FLOP_CHANNELS = 6
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrimReport:
     """What `phenom trim` wrote and what it saves.
 
@@ -149,8 +148,8 @@ def source_file(model: str, filename: str, revision: str | None = None) -> Path 
     except RemoteEntryNotFoundError:
         return None
     except LocalEntryNotFoundError:
-        print(f"warning: {filename} of {model} is not in the local Hub cache and the Hub cannot be reached; "
-              "it is not copied", file=sys.stderr)
+        logger.warning(f"warning: {filename} of {model} is not in the local Hub cache and the Hub cannot be "
+                       "reached; it is not copied")
         return None
 
 
@@ -232,65 +231,12 @@ def trim(model: str, blocks: int, out: str | os.PathLike, revision: str | None =
         kept_files=kept,
     )
     if verify:
-        report.max_abs_difference = verify_trim(model, temporary, blocks, revision)
+        report = replace(report, max_abs_difference=verify_trim(model, temporary, blocks, revision))
     (temporary / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     os.replace(temporary, out)
     return report
-
-
-def format_report(report: TrimReport) -> str:
-    shape = "x".join(map(str, report.input_shape))
-    lines = [
-        f"kept blocks 1..{report.blocks_kept} of {report.blocks_full}",
-        f"encoder FLOPs per {shape} view: {report.encoder_flops_trimmed:.4g} vs {report.encoder_flops_full:.4g} "
-        f"(ratio {report.encoder_flops_ratio:.4f}, {100 * report.compute_saved:.1f}% saved)",
-        f"parameters: {report.parameters_trimmed:,} vs {report.parameters_full:,} "
-        f"({100 * (1 - report.parameters_trimmed / report.parameters_full):.1f}% fewer)",
-        f"weights: {report.weights_bytes_trimmed:,} vs {report.weights_bytes_full:,} bytes; "
-        f"model.safetensors {report.file_bytes_trimmed:,} bytes",
-        f"kept from the source: {', '.join(report.kept_files) or 'nothing (no image processor config or license)'}",
-    ]
-    if report.max_abs_difference is not None:
-        lines.append(f"verified: pooler_output = full block {report.blocks_kept} (max |diff| "
-                     f"{report.max_abs_difference:.2e})")
-    return "\n".join(lines)
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Trim a Phenom/OpenPhenom model to its first k encoder blocks (trim_encoder_blocks = k): "
-                    "AutoModel loads the result and its pooler_output is block k's pooled embedding of the full "
-                    "model. Reports the encoder FLOPs, parameters and bytes saved.",
-    )
-    parser.add_argument("--model", required=True, help="model: Hub repo id or save_pretrained directory")
-    parser.add_argument("--blocks", required=True, type=int, metavar="K",
-                        help="keep blocks 1..K (blocks are numbered from 1; `phenom probe` recommends one)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (save_pretrained)")
-    parser.add_argument("--channels", type=int, metavar="C",
-                        help="channels of the view the FLOPs are counted at (default: the model's num_channels; 6 for "
-                             "a channel-agnostic model)")
-    parser.add_argument("--revision", help="Hub revision of the model")
-    parser.add_argument("--verify", action="store_true",
-                        help=f"load both models and check pooler_output = full block K to {VERIFY_TOLERANCE:g} "
-                             "(runs the full model once on two random views)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
-    return parser
-
-
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    try:
-        report = trim(args.model, args.blocks, args.out, revision=args.revision, overwrite=args.overwrite,
-                      verify=args.verify, num_channels=args.channels)
-    except (ValueError, FileExistsError, OSError) as error:
-        return report_error(prog or "phenom trim", error)
-    print(format_report(report))
-    print(f"wrote {args.out}")
-    return 0
 
 
 __all__ = [
@@ -308,7 +254,4 @@ __all__ = [
     "check_blocks",
     "verify_trim",
     "trim",
-    "format_report",
-    "build_parser",
-    "main",
 ]

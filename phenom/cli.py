@@ -23,15 +23,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "pretrain": ("phenom.commands.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
     "convert": ("phenom.commands.convert", "convert the released OpenPhenom checkpoint to Phenom format"),
-    "embed": ("eval.embed", "embed every well of a dataset with a model: one parquet per block"),
+    "embed": ("phenom.commands.embed", "embed every well of a dataset with a model: one parquet per block"),
     "eval": ("eval.evaluate", "batch correction, the paper's benchmarks and plots from an embeddings file"),
     "verify-openphenom": (
         "eval.verify_openphenom",
         "embed RxRx3-core wells with the released OpenPhenom and compare with the published embeddings (network)",
     ),
-    "probe": ("eval.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),
-    "trim": ("eval.trim", "a model trimmed to its first k blocks, with the compute it saves"),
-    "curate": ("eval.curate", "perturbation-consistency curation: the well list pretraining reads"),
+    "probe": ("phenom.commands.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),
+    "trim": ("phenom.commands.trim", "a model trimmed to its first k blocks, with the compute it saves"),
+    "curate": ("phenom.commands.curate", "perturbation-consistency curation: the well list pretraining reads"),
     "synth": ("phenom.commands.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
 }
 

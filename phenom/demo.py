@@ -177,7 +177,7 @@ def stage_random_init(out: Path, seed: int) -> None:
 
 
 def stage_embed(out: Path, progress: bool = True) -> None:
-    from eval.embed import main as embed_main
+    from phenom.commands.embed import main as embed_main
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
     # Per-channel pooling: a channel-agnostic model's features of each stain stay apart, as the hand-crafted
@@ -225,7 +225,7 @@ def stage_eval(out: Path, size: str) -> None:
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
-    from eval.probe import main as probe_main
+    from phenom.commands.probe import main as probe_main
 
     files = [str(path) for path in block_files(out, "tiny-trained")]
     _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),

@@ -7,12 +7,14 @@ is a bug and keeps its traceback. `PHENOM_DEBUG=1` in the environment, or `--deb
 shows the traceback of user errors too.
 
 Each command's `main(argv, prog)` is wrapped with `@command`, so `phenom <command>`, `python -m <module>` and a test
-calling `main([...])` behave the same.
+calling `main([...])` behave the same. While a command runs, the project's loggers (`PROJECT_LOGGERS`) write their
+INFO-and-above records (library progress notes: "resuming: ...", "wrote ...") to stderr as bare lines.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +24,8 @@ from pathlib import Path
 DEBUG_ENV = "PHENOM_DEBUG"
 DEBUG_FLAG = "--debug"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+# Top-level packages whose library code logs progress (`logging.getLogger(__name__)`) instead of printing.
+PROJECT_LOGGERS = ("eval", "hub_cards", "modeling_phenom", "phenom", "phenom_data", "train")
 
 
 def debug_enabled() -> bool:
@@ -89,6 +93,45 @@ def on_main_process(state, function: Callable[[], object]) -> object:
     return result
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is when a record is emitted (a redirected stream, pytest's capture), as
+    `logging.lastResort` does, with the bare message."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.setLevel(level)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the current stderr is always used
+        pass
+
+
+@contextmanager
+def progress_on_stderr(level: int = logging.INFO) -> Iterator[None]:
+    """For the `with` block, the records of `PROJECT_LOGGERS` at `level` and above go to stderr (once: a command
+    run inside another one, as the demo's stages, adds nothing)."""
+    loggers = [logging.getLogger(name) for name in PROJECT_LOGGERS]
+    if any(isinstance(handler, _CurrentStderrHandler) for handler in loggers[0].handlers):
+        yield
+        return
+    handler, levels = _CurrentStderrHandler(level), [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET or logger.level > level:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(previous)
+
+
 def command(main: Callable[..., int | None]) -> Callable[..., int]:
     """Decorate a command's `main(argv=None, prog=None) -> int`: strips `--debug` from `argv` and turns user errors
     into one line on stderr and exit code 2 (see the module docstring)."""
@@ -97,7 +140,7 @@ def command(main: Callable[..., int | None]) -> Callable[..., int]:
     def wrapper(argv: list[str] | None = None, prog: str | None = None) -> int:
         module = getattr(main, "__module__", "phenom")
         name = prog or (Path(sys.argv[0]).name if module == "__main__" else module)
-        with debug_flag_applied(list(sys.argv[1:] if argv is None else argv)) as arguments:
+        with debug_flag_applied(list(sys.argv[1:] if argv is None else argv)) as arguments, progress_on_stderr():
             try:
                 return int(main(arguments, prog) or 0)
             except USER_ERRORS as error:
@@ -106,5 +149,5 @@ def command(main: Callable[..., int | None]) -> Callable[..., int]:
     return wrapper
 
 
-__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "USER_ERRORS", "command", "debug_enabled", "debug_flag_applied",
-           "on_main_process", "one_line", "report_error"]
+__all__ = ["DEBUG_ENV", "DEBUG_FLAG", "PROJECT_LOGGERS", "USER_ERRORS", "command", "debug_enabled",
+           "debug_flag_applied", "on_main_process", "one_line", "progress_on_stderr", "report_error"]

@@ -13,6 +13,8 @@ from planted_screen import planted_screen
 
 from eval import curate
 from eval.consistency import ExperimentNull, cauchy_combination, consistency_p_values, permutation_p_value
+from phenom.commands import curate as curate_command
+from phenom_data import wells
 
 
 # ----------------------------------------------------------------------------------------------- Cauchy combination
@@ -101,7 +103,10 @@ def curated(screen, tmp_path_factory):
     directory = tmp_path_factory.mktemp("curate")
     paths, metadata = screen.write(directory)
     out = directory / "out"
-    assert curate.main(["--embeddings", str(paths[1]), "--metadata", str(metadata), "--out", str(out)]) == 0
+    run = curate.run_curation(paths[1], metadata, out, show_progress=False)
+    assert run.paths == {"well_list": out / "well_list.txt", "table": out / "perturbations.csv",
+                         "summary": out / "curation_summary.json"}
+    assert run.result.well_ids == (out / "well_list.txt").read_text().split()
     return out
 
 
@@ -135,7 +140,6 @@ def test_the_well_list_holds_the_kept_genes_wells_and_a_share_of_each_experiment
 
 
 def test_the_well_list_reads_back_with_the_pretraining_reader(curated):
-    wells = pytest.importorskip("phenom_data.wells", reason="needs phenom_data's well-list reader")
     assert wells.read_well_list(curated / "well_list.txt") == (curated / "well_list.txt").read_text().split()
 
 
@@ -163,5 +167,10 @@ def test_bad_curation_options_and_input_are_clear_errors(screen, tmp_path, capsy
     paths, metadata = screen.write(tmp_path)
     no_controls = screen.metadata.assign(treatment=screen.metadata["treatment"].str.replace("EMPTY", "NONE"))
     no_controls.to_csv(metadata, index=False)
-    status = curate.main(["--embeddings", str(paths[1]), "--metadata", str(metadata), "--out", str(tmp_path / "o")])
-    assert status == 2 and "too few control wells" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="too few control wells"):
+        curate.run_curation(paths[1], metadata, tmp_path / "o", show_progress=False)
+    status = curate_command.main(["--embeddings", str(paths[1]), "--metadata", str(metadata), "--out",
+                                  str(tmp_path / "o")], prog="phenom curate")
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith("phenom curate: error: ") and "too few control wells" in error
+    assert not (tmp_path / "o" / "well_list.txt").exists()

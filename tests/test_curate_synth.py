@@ -8,14 +8,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_eval_synth import handcrafted_features
 
-synth = pytest.importorskip("phenom_data.synth", reason="needs the synthetic dataset generator (phenom synth)")
-
-from test_eval_synth import handcrafted_features  # noqa: E402
-
-from eval import curate, probe  # noqa: E402
-from eval.embeddings_file import write_embeddings  # noqa: E402
-from phenom_data import RxRx3CoreWells  # noqa: E402
+from eval import curate, probe
+from eval.embeddings_file import write_embeddings
+from phenom_data import RxRx3CoreWells, synth
 
 WELLS_PER_GENE = 12  # 2 guides x 2 replicates x 3 experiments
 pytestmark = pytest.mark.slow
@@ -38,8 +35,8 @@ def synthetic_profiles(tmp_path_factory):
 
 def test_curation_of_synthetic_wells_against_the_ground_truth(synthetic_profiles, tmp_path):
     profiles, metadata, truth = synthetic_profiles
-    assert curate.main(["--embeddings", str(profiles), "--metadata", str(metadata), "--out", str(tmp_path),
-                        "--min-wells", str(WELLS_PER_GENE)]) == 0
+    curate.run_curation(profiles, metadata, tmp_path, curate.CurationOptions(min_wells=WELLS_PER_GENE),
+                        show_progress=False)
     table = pd.read_csv(tmp_path / "perturbations.csv", keep_default_na=False).set_index("perturbation")
     consistent = {gene for gene, record in truth["genes"].items() if record["has_phenotype"]}
     no_phenotype = set(truth["genes_without_phenotype"])
@@ -61,8 +58,8 @@ def test_probe_predicts_the_synthetic_gene_on_a_held_out_experiment(synthetic_pr
     profiles, metadata, _ = synthetic_profiles
     # Uncorrected, the plate and experiment effects of the held-out experiment hide the genes (0.09 with seed 0,
     # chance 0.06); PCA-CenterScale on the controls removes them.
-    assert probe.main(["--embeddings", str(profiles), "--metadata", str(metadata), "--task", "gene",
-                       "--correction", "pca-centerscale", "--out", str(tmp_path), "--no-plots"]) == 0
+    probe.probe(tmp_path, embeddings=[profiles], metadata=metadata, task="gene", correction="pca-centerscale",
+                plots=False, show_progress=False)
     results = json.loads((tmp_path / "results.json").read_text())
     chance = results["baselines"]["probe_balanced_accuracy_block1"]
     print(f"probe on synthetic profiles: {results['metrics']['probe_balanced_accuracy_block1']:.3f} "

@@ -1,6 +1,8 @@
-"""`phenom embed` end to end on a local dataset in RxRx3-core's Hub layout (real JPEG-2000 parquet shards read by
-`phenom_data.RxRx3CoreWells`) with a saved tiny model: every block in one pass, an interrupted run resumed without a
-well lost or repeated, two `accelerate launch` processes merged into the same files, then `phenom eval` on them."""
+"""`eval.embed.embed` (`phenom embed`) end to end on a local dataset in RxRx3-core's Hub layout (real JPEG-2000
+parquet shards read by `phenom_data.RxRx3CoreWells`) with a saved tiny model: every block in one pass, an interrupted
+run resumed without a well lost or repeated, two `accelerate launch -m phenom embed` processes merged into the same
+files, then `phenom eval` on them. The command line (`phenom.commands.embed.main`) is exercised where its exit code
+and one-line errors are what is proved."""
 
 import io
 import json
@@ -16,12 +18,11 @@ import torch
 from conftest import REPO_ROOT, small_config
 from PIL import Image
 
-rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxRx3-core reader (phenom_data)")
-
-from eval import embed, evaluate  # noqa: E402
-from eval.embeddings_file import read_embeddings  # noqa: E402
-from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
-from phenom_data import WellDataset  # noqa: E402
+from eval import embed, evaluate
+from eval.embeddings_file import read_embeddings
+from modeling_phenom import PhenomImageProcessor, PhenomModel
+from phenom.commands import embed as embed_command
+from phenom_data import WellDataset, rxrx3_core
 
 SIZE = 256  # one view per well keeps the forward passes small
 EXPERIMENTS = ("gene-001", "gene-002")
@@ -73,16 +74,23 @@ def model_dir(tmp_path_factory):
     return directory
 
 
-def run_embed(model_dir, dataset, out, *extra):
-    return embed.main(["--model", str(model_dir), "--data", str(dataset), "--out", str(out), "--device", "cpu",
-                       "--batch-size", "2", "--part-wells", "2", *extra], prog="phenom embed")
+def run_embed(model_dir, dataset, out, **options) -> embed.EmbedResult:
+    return embed.embed(model_dir, dataset, out, device="cpu", batch_size=2, part_wells=2, show_progress=False,
+                       **options)
+
+
+def run_embed_command(model_dir, dataset, out, *extra) -> int:
+    return embed_command.main(["--model", str(model_dir), "--data", str(dataset), "--out", str(out), "--device",
+                               "cpu", "--batch-size", "2", "--part-wells", "2", *extra], prog="phenom embed")
 
 
 @pytest.fixture(scope="module")
 def single_run(model_dir, dataset, tmp_path_factory):
     """One uninterrupted single-process run of every block: `<dir>/tiny_block{1,2,3}.parquet`."""
     directory = tmp_path_factory.mktemp("single_run")
-    assert run_embed(model_dir, dataset, directory / "tiny.parquet", "--blocks", "all") == 0
+    result = run_embed(model_dir, dataset, directory / "tiny.parquet", blocks="all")
+    assert result.outputs == {block: directory / f"tiny_block{block}.parquet" for block in (1, 2, 3)}
+    assert result.blocks == (1, 2, 3) and result.wells == 10 and result.resumed_wells == 0
     return directory
 
 
@@ -121,7 +129,7 @@ def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir,
     decoded = []
     original_decode = rxrx3_core.decode_image
     monkeypatch.setattr(rxrx3_core, "decode_image", lambda data: decoded.append(1) or original_decode(data))
-    assert run_embed(model_dir, dataset, tmp_path / "resumed.parquet") == 0
+    assert run_embed_command(model_dir, dataset, tmp_path / "resumed.parquet") == 0  # its progress notes on stderr
     assert "resuming: 4 wells already embedded" in capsys.readouterr().err
     assert len(decoded) == 6 * 6  # only the 6 unfinished wells' channels are decoded, none of the finished ones
     fresh, resumed = read_embeddings(single_run / "tiny_block3.parquet"), read_embeddings(tmp_path / "resumed.parquet")
@@ -131,7 +139,9 @@ def test_an_interrupted_embed_resumes_and_equals_an_uninterrupted_run(model_dir,
 
 def test_existing_output_is_not_overwritten_silently(model_dir, dataset, tmp_path, capsys):
     (tmp_path / "tiny.parquet").write_bytes(b"")
-    assert run_embed(model_dir, dataset, tmp_path / "tiny.parquet") == 2
+    with pytest.raises(FileExistsError, match="already exist"):
+        run_embed(model_dir, dataset, tmp_path / "tiny.parquet")
+    assert run_embed_command(model_dir, dataset, tmp_path / "tiny.parquet") == 2
     assert "already exist" in capsys.readouterr().err
 
 
@@ -151,8 +161,8 @@ def test_two_accelerate_processes_give_the_same_files_as_one_and_phenom_eval_rea
         assert list(multi.well_ids) == list(single.well_ids)
         np.testing.assert_allclose(multi.features, single.features, rtol=1e-5, atol=1e-6)
     blocks = [str(tmp_path / f"multi_block{block}.parquet") for block in (2, 3)]
-    assert evaluate.main(["--embeddings", *blocks, "--metadata", str(dataset / "metadata_rxrx3_core.csv"), "--out",
-                          str(tmp_path / "eval"), "--no-plots"]) == 0
+    evaluate.evaluate(blocks, dataset / "metadata_rxrx3_core.csv", tmp_path / "eval",
+                      evaluate.EvalOptions(plots=False))
     results = json.loads((tmp_path / "eval" / "block3" / "results.json").read_text())
     assert results["block"] == 3 and results["counts"]["map_genes"] == 3
 
@@ -164,7 +174,7 @@ def test_embed_uses_the_view_size_saved_with_the_model(dataset, tmp_path):
     torch.manual_seed(0)
     PhenomModel(small_config(patch_size=16, image_size=64)).save_pretrained(model_dir)
     PhenomImageProcessor(crop_size=64).save_pretrained(model_dir)
-    assert run_embed(model_dir, dataset, tmp_path / "e.parquet") == 0
+    run_embed(model_dir, dataset, tmp_path / "e.parquet")
     table = read_embeddings(tmp_path / "e.parquet")
     well_id = table.well_ids[0]
     image = np.stack([channel_image(well_id, channel) for channel in range(1, 7)])
@@ -177,7 +187,7 @@ def test_embed_uses_the_view_size_saved_with_the_model(dataset, tmp_path):
 
 def test_per_channel_embeddings_are_each_channels_token_mean_side_by_side(model_dir, dataset, tmp_path):
     # The released `predict(..., return_channelwise_embeddings=True)` layout: [C * hidden_size], channel-major.
-    assert run_embed(model_dir, dataset, tmp_path / "pc.parquet", "--per-channel") == 0
+    run_embed(model_dir, dataset, tmp_path / "pc.parquet", per_channel=True)
     table = read_embeddings(tmp_path / "pc.parquet")
     assert table.features.shape == (10, 6 * 32) and table.provenance["pooling"] == "per-channel token means"
     well_id = table.well_ids[2]
@@ -194,9 +204,11 @@ def test_per_channel_needs_a_channel_agnostic_model(dataset, tmp_path, capsys):
     model_dir = tmp_path / "standard"
     standard = small_config(patch_size=16, channel_agnostic=False, decoder_type="standard")
     PhenomModel(standard).save_pretrained(model_dir)
-    assert run_embed(model_dir, dataset, tmp_path / "e.parquet", "--per-channel") == 2
+    with pytest.raises(ValueError, match="--per-channel needs a channel-agnostic model"):
+        run_embed(model_dir, dataset, tmp_path / "e.parquet", per_channel=True)
+    assert run_embed_command(model_dir, dataset, tmp_path / "e.parquet", "--per-channel") == 2
     assert "channel-agnostic" in capsys.readouterr().err
-
+    assert not (tmp_path / "e.parquet").exists()
 
 
 def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the_choice(model_dir, dataset,
@@ -204,7 +216,8 @@ def test_dtype_auto_runs_bf16_only_where_the_cpu_has_it_natively_and_records_the
     from eval.precision import cpu_flags
 
     native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-    assert run_embed(model_dir, dataset, tmp_path / "auto.parquet", "--blocks", "all", "--dtype", "auto") == 0
+    result = run_embed(model_dir, dataset, tmp_path / "auto.parquet", blocks="all", dtype="auto")
+    assert result.precision == ("bfloat16" if native else "float32")
     auto = read_embeddings(tmp_path / "auto_block3.parquet")
     precision = auto.provenance["precision"]
     assert precision["requested"] == "auto" and precision["dtype"] == ("bfloat16" if native else "float32")
@@ -231,12 +244,12 @@ def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, mon
 
     monkeypatch.setattr(embed, "well_means", stopping_well_means)
     with pytest.raises(RuntimeError, match="process killed"):
-        run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "bfloat16")
+        run_embed(model_dir, dataset, tmp_path / "mixed.parquet", dtype="bfloat16")
     assert len(list((tmp_path / "mixed.parquet.parts").glob("part-*.parquet"))) == 2
     monkeypatch.setattr(embed, "well_means", means)
     capsys.readouterr()
-    assert run_embed(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32") == 2
-    assert re.search(r"other settings \(.*dtype: was bfloat16, now float32", capsys.readouterr().err)
+    assert run_embed_command(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32") == 2
+    assert re.search(r'other settings \(.*dtype: was "bfloat16", now "float32"', capsys.readouterr().err)
 
 
 def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):

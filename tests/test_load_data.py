@@ -19,9 +19,9 @@ import torch
 from conftest import REPO_ROOT, small_config
 from PIL import Image
 
-from eval import embed
 from eval.embeddings_file import read_embeddings
 from modeling_phenom import PhenomImageProcessor, PhenomModel
+from phenom.commands import embed
 from phenom_data import LoadDataWells, open_wells
 from phenom_data.load_data import write_load_data
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from eval import embed
 from eval.embeddings_file import read_embeddings
 from modeling_phenom import PhenomImageProcessor, PhenomModel
+from phenom.commands import embed
 from phenom_data import LoadDataWells, detect_source, open_wells
 from phenom_data.load_data import write_load_data
 from phenom_data.paths import UnsafePathError

@@ -1,6 +1,7 @@
 """`phenom probe` on a planted screen of four experiments: the gene is predicted above chance on held-out
 experiments, the block curve (results.json, PNG) peaks at the planted block, the split keeps experiments apart and
-is seeded; RxRx1's per-site rows become well means; bad input gets clear errors."""
+is seeded; RxRx1's per-site rows become well means; bad input gets clear errors. `eval.probe.probe` is called as a
+function; `phenom.commands.probe.main` where the command's exit code and one-line errors are proved."""
 
 import json
 
@@ -11,6 +12,7 @@ from planted_screen import planted_screen
 
 from eval import probe
 from eval.embeddings_file import read_embeddings, write_embeddings
+from phenom.commands import probe as probe_command
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,9 @@ def files(screen, tmp_path_factory):
 def probe_out(files, tmp_path_factory):
     paths, metadata = files
     out = tmp_path_factory.mktemp("probe_out")
-    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--task", "gene",
-                       "--out", str(out)]) == 0
+    run = probe.probe(out, embeddings=paths, metadata=metadata, task="gene", show_progress=False)
+    assert run.results_path == out / "results.json" and run.result.best_block == 2
+    assert run.files == dict(zip((1, 2, 3), paths, strict=True))
     return out
 
 
@@ -100,11 +103,10 @@ def test_labels_csv_gives_the_same_probe_as_the_task_column(screen, files, tmp_p
     labelled = screen.metadata.dropna(subset=["gene"])
     labels = tmp_path / "labels.csv"
     pd.DataFrame({"well_id": labelled["well_id"], "label": labelled["gene"]}).to_csv(labels, index=False)
-    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--labels", str(labels),
-                       "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    probe.probe(tmp_path / "out", embeddings=paths, metadata=metadata, labels=labels, plots=False,
+                show_progress=False)
     by_labels = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--task", "gene",
-                       "--out", str(tmp_path / "task"), "--no-plots"]) == 0
+    probe.probe(tmp_path / "task", embeddings=paths, metadata=metadata, task="gene", plots=False, show_progress=False)
     by_task = json.loads((tmp_path / "task" / "results.json").read_text())
     assert by_labels["metrics"] == by_task["metrics"] and by_labels["counts"]["task"] == "labels:labels.csv"
 
@@ -137,63 +139,72 @@ def test_rxrx1_sites_are_averaged_into_wells(tmp_path):
         sites = metadata.index[metadata["well_id"] == table.well_ids[row]]
         assert len(sites) == 2
         np.testing.assert_allclose(well_means[row], features[sites].mean(axis=0), rtol=1e-6)
-    assert probe.main(["--embeddings", str(tmp_path / "rxrx1_block1.parquet"), str(tmp_path / "rxrx1_block2.parquet"),
-                       "--metadata", str(tmp_path / "metadata.csv"), "--task", "sirna", "--out",
-                       str(tmp_path / "out"), "--no-plots"]) == 0
+    probe.probe(tmp_path / "out", embeddings=[tmp_path / "rxrx1_block1.parquet", tmp_path / "rxrx1_block2.parquet"],
+                metadata=tmp_path / "metadata.csv", task="sirna", plots=False, show_progress=False)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 36
     assert results["metrics"]["probe_balanced_accuracy_block1"] > 0.25  # chance: 4 siRNAs
 
 
-def run_probe_cli(paths, metadata, out, *extra):
-    return probe.main(["--embeddings", *map(str, paths), "--metadata", str(metadata), "--out", str(out), *extra])
+def run_probe(paths, metadata, out, **options):
+    return probe.probe(out, embeddings=paths, metadata=metadata, show_progress=False, **options)
 
 
 def test_a_task_column_with_one_class_is_a_clear_error(screen, files, tmp_path, capsys):
     paths, _ = files
     metadata = tmp_path / "one_class.csv"
     screen.metadata.assign(cell_type="HUVEC").to_csv(metadata, index=False)
-    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "cell_type") == 2
-    assert "the task has one class ('HUVEC')" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"the task has one class \('HUVEC'\)"):
+        run_probe(paths, metadata, tmp_path / "out", task="cell_type")
+    # The command: exit code 2 and the message on one line, nothing written.
+    argv = ["--embeddings", *map(str, paths), "--metadata", str(metadata), "--out", str(tmp_path / "out"), "--task",
+            "cell_type"]
+    assert probe_command.main(argv, prog="phenom probe") == 2
+    assert "phenom probe: error: the task has one class ('HUVEC')" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_too_few_experiments_for_a_held_out_split_is_a_clear_error(screen, files, tmp_path, capsys):
+def test_too_few_experiments_for_a_held_out_split_is_a_clear_error(screen, files, tmp_path):
     paths, _ = files
     metadata = tmp_path / "one_experiment.csv"
     screen.metadata.assign(experiment_name="gene-001").to_csv(metadata, index=False)
-    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "gene") == 2
-    assert "a held-out split needs at least 2 experiments" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="a held-out split needs at least 2 experiments"):
+        run_probe(paths, metadata, tmp_path / "out", task="gene")
 
 
 def test_other_bad_input_is_a_clear_error(screen, files, tmp_path, capsys):
     paths, metadata = files
-    assert run_probe_cli(paths, metadata, tmp_path / "a", "--task", "no_such_column") == 2
-    assert "task column 'no_such_column' is not in the metadata" in capsys.readouterr().err
-    assert run_probe_cli(paths, metadata, tmp_path / "b", "--task", "gene", "--test-experiments", "gene-009") == 2
-    assert "have no labelled wells" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="task column 'no_such_column' is not in the metadata"):
+        run_probe(paths, metadata, tmp_path / "a", task="no_such_column")
+    with pytest.raises(ValueError, match="have no labelled wells"):
+        run_probe(paths, metadata, tmp_path / "b", task="gene", test_experiments=["gene-009"])
     # Classes that never recur across experiments (each gene in one experiment, as RxRx3-core) cannot be probed.
     unique_per_experiment = tmp_path / "unique.csv"
     screen.metadata.assign(gene=screen.metadata["gene"] + "_" + screen.metadata["experiment_name"]).to_csv(
         unique_per_experiment, index=False)
-    assert run_probe_cli(paths, unique_per_experiment, tmp_path / "c", "--task", "gene") == 2
-    assert "has a class seen in training" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        probe.main(["--embeddings", str(paths[0]), "--task", "gene", "--out", str(tmp_path / "d")])  # no metadata
+    with pytest.raises(ValueError, match="has a class seen in training"):
+        run_probe(paths, unique_per_experiment, tmp_path / "c", task="gene")
+    with pytest.raises(ValueError, match="--embeddings needs --metadata"):
+        probe.probe(tmp_path / "d", embeddings=[paths[0]], task="gene")
+    assert probe_command.main(["--embeddings", str(paths[0]), "--task", "gene", "--out", str(tmp_path / "d")]) == 2
     assert "--embeddings needs --metadata" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="either --embeddings or --model with --data"):
+        probe.probe(tmp_path / "e", embeddings=[paths[0]], metadata=metadata, model="m", data="d", task="gene")
+    with pytest.raises(ValueError, match="either --task .* or --labels"):
+        probe.probe(tmp_path / "f", embeddings=[paths[0]], metadata=metadata)
 
 
-def test_blocks_of_different_wells_are_an_error(screen, files, tmp_path, capsys):
+def test_blocks_of_different_wells_are_an_error(screen, files, tmp_path):
     paths, metadata = files
     fewer = tmp_path / "planted_block3.parquet"
     write_embeddings(fewer, screen.metadata["well_id"][:-1], screen.features[3][:-1])
-    assert run_probe_cli([paths[0], fewer], metadata, tmp_path / "out", "--task", "gene") == 2
-    assert "embed different wells" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="embed different wells"):
+        run_probe([paths[0], fewer], metadata, tmp_path / "out", task="gene")
 
 
 def test_batch_correction_on_controls_before_the_probe(files, tmp_path):
     paths, metadata = files
-    assert run_probe_cli(paths, metadata, tmp_path / "out", "--task", "gene", "--correction", "centerscale",
-                         "--no-plots") == 0
+    run_probe(paths, metadata, tmp_path / "out", task="gene", correction="centerscale", plots=False)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["correction"] == "centerscale"
     # Removing each experiment's offset and gain on its controls keeps every block above twice chance.

@@ -12,10 +12,10 @@ import torch
 from conftest import small_config
 from PIL import Image
 
-rxrx3_core = pytest.importorskip("phenom_data.rxrx3_core", reason="needs the RxRx3-core reader (phenom_data)")
-
-from eval import probe  # noqa: E402
-from modeling_phenom import PhenomImageProcessor, PhenomModel  # noqa: E402
+from eval import probe
+from modeling_phenom import PhenomImageProcessor, PhenomModel
+from phenom.commands import probe as probe_command
+from phenom_data import rxrx3_core
 
 SIZE = 256  # one view per well
 PATCH = 32
@@ -71,11 +71,11 @@ def rxrx3_core_dataset(tmp_path_factory):
 def test_probe_embeds_every_block_once_and_predicts_the_gene_on_held_out_experiments(model_dir, rxrx3_core_dataset,
                                                                                       tmp_path, capsys):
     out = tmp_path / "probe"
-    argv = ["--model", str(model_dir), "--data", str(rxrx3_core_dataset), "--task", "gene", "--out", str(out),
-            "--device", "cpu", "--batch-size", "4"]
-    assert probe.main(argv) == 0
+    run = probe.probe(out, model=model_dir, data=rxrx3_core_dataset, task="gene", device="cpu", batch_size=4,
+                      show_progress=False)
     files = sorted((out / "embeddings").glob("embeddings_block*.parquet"))
     assert [path.name for path in files] == [f"embeddings_block{block}.parquet" for block in (1, 2, 3)]
+    assert run.files == dict(zip((1, 2, 3), files, strict=True)) and run.results_path == out / "results.json"
     results = json.loads((out / "results.json").read_text())
     chance = 1 / len(GENES)
     assert results["model"] == str(model_dir) and results["dataset"] == str(rxrx3_core_dataset)
@@ -84,9 +84,11 @@ def test_probe_embeds_every_block_once_and_predicts_the_gene_on_held_out_experim
     assert all(results["metrics"][f"probe_balanced_accuracy_block{block}"] > chance for block in (1, 2, 3))
     assert results["counts"]["unlabeled_wells"] == len(EXPERIMENTS)  # controls have no gene
     assert (out / "probe_balanced_accuracy.png").is_file()
-    # A second run reuses the embeddings of the same model and data instead of embedding again.
+    # A second run (the command) reuses the embeddings of the same model and data instead of embedding again.
     capsys.readouterr()
-    assert probe.main(argv) == 0
+    argv = ["--model", str(model_dir), "--data", str(rxrx3_core_dataset), "--task", "gene", "--out", str(out),
+            "--device", "cpu", "--batch-size", "4"]
+    assert probe_command.main(argv) == 0
     assert "reusing the embeddings" in capsys.readouterr().err
 
 
@@ -115,8 +117,8 @@ def rxrx1_release(tmp_path_factory):
 def test_probe_reads_rxrx1_sites_through_phenom_embed_and_averages_them_into_wells(model_dir, rxrx1_release,
                                                                                    tmp_path):
     out = tmp_path / "probe"
-    assert probe.main(["--model", str(model_dir), "--data", str(rxrx1_release), "--task", "sirna", "--out", str(out),
-                       "--device", "cpu", "--batch-size", "4", "--no-plots"]) == 0
+    probe.probe(out, model=model_dir, data=rxrx1_release, task="sirna", device="cpu", batch_size=4, plots=False,
+                show_progress=False)
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 9  # 18 sites, 9 wells
     assert results["counts"]["classes"] == 3 and results["counts"]["test_experiments"] == 1
@@ -136,8 +138,8 @@ def test_probe_reads_a_load_data_csv_with_the_users_metadata(model_dir, tmp_path
     csv = write_load_data(tmp_path / "plates", images)
     pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
     out = tmp_path / "probe"
-    assert probe.main(["--model", str(model_dir), "--data", str(csv), "--metadata", str(tmp_path / "labels.csv"),
-                       "--task", "gene", "--out", str(out), "--device", "cpu", "--no-plots"]) == 0
+    probe.probe(out, model=model_dir, data=csv, metadata=tmp_path / "labels.csv", task="gene", device="cpu",
+                plots=False, show_progress=False)
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["train_wells"] + results["counts"]["test_wells"] == 18
     assert results["metrics"]["probe_balanced_accuracy_block3"] > 1 / 3

@@ -3,6 +3,7 @@ the full model to 1e-6; it keeps the image processor config and the license; the
 the blocks it drops (checked against a hand count, and the paper's 38-of-48 MAE-G/8 trim)."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from transformers import AutoImageProcessor, AutoModel
 
 from eval import trim
 from modeling_phenom import PhenomConfig, PhenomImageProcessor, PhenomModel
+from phenom.commands import trim as trim_command
 
 NUM_BLOCKS = 4
 
@@ -28,7 +30,8 @@ def full_dir(tmp_path_factory):
 @pytest.mark.parametrize("blocks", [1, 2, 3])
 def test_trimmed_model_equals_the_full_models_block_k_embedding(full_dir, tmp_path, blocks):
     out = tmp_path / f"trim{blocks}"
-    assert trim.main(["--model", str(full_dir), "--blocks", str(blocks), "--out", str(out)]) == 0
+    report = trim.trim(str(full_dir), blocks, out)
+    assert report.blocks_kept == blocks and report.encoder_flops_trimmed < report.encoder_flops_full
     trimmed = AutoModel.from_pretrained(out).eval()
     full = AutoModel.from_pretrained(full_dir).eval()
     assert isinstance(trimmed, PhenomModel) and trimmed.config.trim_encoder_blocks == blocks
@@ -44,11 +47,12 @@ def test_trimmed_model_equals_the_full_models_block_k_embedding(full_dir, tmp_pa
 
 def test_trim_keeps_the_image_processor_config_and_license_and_writes_a_report(full_dir, tmp_path):
     out = tmp_path / "trim2"
-    assert trim.main(["--model", str(full_dir), "--blocks", "2", "--out", str(out), "--verify"]) == 0
+    returned = trim.trim(str(full_dir), 2, out, verify=True)
     for name in ("preprocessor_config.json", "LICENSE"):
         assert (out / name).read_bytes() == (full_dir / name).read_bytes()
     assert isinstance(AutoImageProcessor.from_pretrained(out), PhenomImageProcessor)
     report = json.loads((out / trim.REPORT_NAME).read_text())
+    assert report == json.loads(json.dumps(asdict(returned)))  # the file is the returned report
     assert report["blocks_kept"] == 2 and report["blocks_full"] == NUM_BLOCKS
     assert report["max_abs_difference"] <= 1e-6
     full, trimmed = PhenomModel.from_pretrained(full_dir), PhenomModel.from_pretrained(out)
@@ -84,12 +88,19 @@ def test_compute_saved_is_the_flop_count_of_the_dropped_blocks(full_dir):
 
 
 def test_bad_trim_requests_are_clear_errors(full_dir, tmp_path, capsys):
-    assert trim.main(["--model", str(full_dir), "--blocks", "0", "--out", str(tmp_path / "a")]) == 2
-    assert "--blocks must be in 1..4" in capsys.readouterr().err
-    assert trim.main(["--model", str(full_dir), "--blocks", "2", "--out", str(tmp_path / "b")]) == 0
-    assert trim.main(["--model", str(tmp_path / "b"), "--blocks", "3", "--out", str(tmp_path / "c")]) == 2
-    assert "--blocks must be in 1..2" in capsys.readouterr().err  # a trimmed model can only be trimmed further
-    assert trim.main(["--model", str(tmp_path / "b"), "--blocks", "1", "--out", str(tmp_path / "c")]) == 0
+    with pytest.raises(ValueError, match=r"--blocks must be in 1\.\.4"):
+        trim.trim(str(full_dir), 0, tmp_path / "a")
+    trim.trim(str(full_dir), 2, tmp_path / "b")
+    with pytest.raises(ValueError, match=r"--blocks must be in 1\.\.2"):  # a trimmed model is only trimmed further
+        trim.trim(str(tmp_path / "b"), 3, tmp_path / "c")
+    trim.trim(str(tmp_path / "b"), 1, tmp_path / "c")
     assert AutoModel.from_pretrained(tmp_path / "c").num_blocks == 1
-    assert trim.main(["--model", str(full_dir), "--blocks", "2", "--out", str(tmp_path / "b")]) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match="already exists; pass --overwrite"):
+        trim.trim(str(full_dir), 2, tmp_path / "b")
+    assert not (tmp_path / "a").exists()
+    # The command: exit code 2 and the message on one line; the report printed on success.
+    assert trim_command.main(["--model", str(full_dir), "--blocks", "0", "--out", str(tmp_path / "a")],
+                             prog="phenom trim") == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("phenom trim: error: --blocks must be in 1..4")
+    assert trim_command.main(["--model", str(full_dir), "--blocks", "1", "--out", str(tmp_path / "d")]) == 0
+    assert f"kept blocks 1..1 of {NUM_BLOCKS}" in capsys.readouterr().out
