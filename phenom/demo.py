@@ -40,6 +40,7 @@ from importlib import resources
 from pathlib import Path
 
 from phenom_data.atomic import atomic_write_json
+from phenom_data.errors import one_line
 
 STATE_FILE = "demo_state.json"
 MODELS = ("tiny-trained", "tiny-random-init", "handcrafted-skimage")
@@ -105,7 +106,12 @@ def run_stage(state: dict, out: Path, name: str, function, *args) -> None:
         return
     logger.info("[%d/%d] %s ...", number, len(STAGES), name)
     start = time.perf_counter()
-    function(*args)
+    try:
+        function(*args)
+    except (ValueError, OSError) as error:  # a stage's own error: the run so far is kept, re-running resumes here
+        if isinstance(error, DemoError):
+            raise
+        raise DemoError(f"{name} failed: {one_line(error)}. Re-run the same command to resume from here") from error
     state["seconds"][name] = round(time.perf_counter() - start, 1)
     state["done"].append(name)
     atomic_write_json(out / STATE_FILE, state)
@@ -177,16 +183,15 @@ def stage_random_init(out: Path, seed: int) -> None:
 
 
 def stage_embed(out: Path, progress: bool = True) -> None:
-    from phenom.commands.embed import main as embed_main
+    from eval.embed import embed
 
     # The trained model: every block (the probe reads them all); random init: the last block, as evaluated.
     # Per-channel pooling: a channel-agnostic model's features of each stain stay apart, as the hand-crafted
     # baseline's do; averaging over channels mixes them (docs/design.md, Demo).
     runs = {"tiny-trained": (out / "pretrain" / "final", "all"), "tiny-random-init": (out / "random-init", "last")}
     for name, (model, blocks) in runs.items():
-        _run_main(embed_main, ["--model", str(model), "--data", str(out / "data"), "--blocks", blocks, "--per-channel",
-                               "--out", str(out / "embeddings" / f"{name}.parquet"), "--overwrite",
-                               *([] if progress else ["--no-progress"])], f"embed {name}")
+        embed(str(model), str(out / "data"), out / "embeddings" / f"{name}.parquet", blocks=blocks, per_channel=True,
+              overwrite=True, show_progress=progress)
 
 
 def block_files(out: Path, name: str) -> list[Path]:
@@ -225,13 +230,11 @@ def stage_eval(out: Path, size: str) -> None:
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
-    from phenom.commands.probe import main as probe_main
+    from eval.probe import probe
 
-    files = [str(path) for path in block_files(out, "tiny-trained")]
-    _run_main(probe_main, ["--embeddings", *files, "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
-                           "--task", "gene", "--out", str(out / "probe"), "--model-name", "tiny-trained",
-                           "--dataset-name", f"phenom-synth-{size}", *([] if progress else ["--no-progress"])],
-              "probe")
+    probe(out / "probe", embeddings=block_files(out, "tiny-trained"),
+          metadata=out / "data" / "metadata_rxrx3_core.csv", task="gene", model_name="tiny-trained",
+          dataset_name=f"phenom-synth-{size}", show_progress=progress)
 
 
 def stage_report(out: Path) -> None:
