@@ -104,3 +104,18 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "demo"), "--size", "tiny", "--steps", "0"]) == 2
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_failing_stage_is_a_demo_error_naming_it_and_stays_to_do(tmp_path):
+    from phenom.demo import run_stage
+
+    out = tmp_path / "demo"
+    state, _ = prepare_output(out, SETTINGS, overwrite=False)
+
+    def broken():
+        raise FileNotFoundError("no such embeddings file: x.parquet")
+
+    with pytest.raises(DemoError, match="embed failed: no such embeddings file: x.parquet. Re-run the same command"):
+        run_stage(state, out, "embed", broken)
+    assert "embed" not in state["done"]
+    assert json.loads((out / STATE_FILE).read_text())["done"] == []
