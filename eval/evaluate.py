@@ -25,15 +25,12 @@ reported twice is an error); a benchmark that raises `BenchmarkNotApplicable` is
 
 from __future__ import annotations
 
-import argparse
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from phenom_data.errors import command, report_error
 
 from . import recall
 from .aggregate import AGGREGATIONS, aggregate
@@ -49,7 +46,6 @@ from .embeddings_file import (
     read_metadata,
 )
 from .perturbations import (
-    METADATA_FORMATS,
     RXRX3_CORE,
     ColumnMapping,
     describe_wells,
@@ -59,6 +55,8 @@ from .perturbations import (
 )
 from .plots import plot_recall
 from .results import RESULTS_FILENAME, EvalResults, merge_benchmark_results, write_results
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_SEEDS = 10
 DEFAULT_COMPOUND_GENE_SEEDS = 100  # the RxRx3-core notebook's seeds 0..99 (about 5 s at RxRx3-core size)
@@ -85,6 +83,18 @@ class EvalOptions:
     dataset_name: str | None = None
     plots: bool = True
     merge_duplicate_wells: bool = False
+
+    def check(self) -> None:
+        """Values refused before any file is read."""
+        if self.num_seeds < 0 or self.compound_gene_seeds < 0 or self.map_null_size < 1:
+            raise ValueError(f"--seeds and --compound-gene-seeds must be >= 0 and --map-null-size >= 1, got "
+                             f"{self.num_seeds}, {self.compound_gene_seeds} and {self.map_null_size}")
+        for option, value, choices in (("--correction", self.correction, CORRECTIONS),
+                                       ("--aggregate", self.aggregation, AGGREGATIONS),
+                                       ("--null", self.null, recall.NULL_MODES),
+                                       ("--signal-null", self.signal_null, SIGNAL_NULLS)):
+            if value not in choices:
+                raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def build_context(embeddings: WellEmbeddings, metadata: pd.DataFrame, options: EvalOptions,
@@ -136,7 +146,7 @@ def run_benchmarks(context: EvalContext, benchmarks: dict[str, Benchmark] | None
         try:
             outputs.append(benchmark.run(context))
         except BenchmarkNotApplicable as reason:
-            print(f"note: {name} not applicable: {reason}", file=sys.stderr)
+            logger.info(f"note: {name} not applicable: {reason}")
             outputs.append(BenchmarkResult({}, {}, {}, {f"{name}_not_applicable": str(reason)}))
     return merge_benchmark_results(outputs)
 
@@ -208,6 +218,7 @@ def evaluate(embeddings: list[str | Path], metadata: str | Path, out_dir: str | 
     An `out_dir` that already holds results is refused before any work unless `options.overwrite`.
     """
     options = options or EvalOptions()
+    options.check()
     paths, out_dir = [Path(path) for path in embeddings], Path(out_dir)
     folders = output_folders(paths, out_dir)
     existing = existing_results(out_dir)
@@ -221,97 +232,17 @@ def evaluate(embeddings: list[str | Path], metadata: str | Path, out_dir: str | 
                                                                                  str(metadata)))
     all_results = []
     for path, folder in zip(paths, folders, strict=True):
-        print(f"evaluating {path} ({options.correction}, {options.aggregation}, null={options.null}, "
-              f"{options.mapping.name} metadata)", file=sys.stderr)
+        logger.info(f"evaluating {path} ({options.correction}, {options.aggregation}, null={options.null}, "
+                    f"{options.mapping.name} metadata)")
         results, context = evaluate_file(path, metadata_table, options, dataset=Path(metadata).stem)
         written = write_results(folder / RESULTS_FILENAME, results)
-        print(f"wrote {written}", file=sys.stderr)
+        logger.info(f"wrote {written}")
         if options.plots:
             plot_benchmarks(context, results, folder)
         all_results.append(results)
     if options.plots:
         plot_recall(all_results, out_dir / "recall.png")
     return all_results
-
-
-def format_table(results: list[EvalResults]) -> str:
-    """A plain-text table: one row per metric, one column per evaluated file."""
-    names = list(dict.fromkeys(name for result in results for name in result.metrics))
-    headers = ["metric"] + [f"block {r.block}" if r.block is not None else r.model for r in results] + ["baseline"]
-    rows = [[name] + [f"{r.metrics[name]:.4f}" if name in r.metrics else "-" for r in results]
-            + [f"{results[0].baselines[name]:.4f}" if name in results[0].baselines else "-"] for name in names]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-                     for row in [headers, *rows])
-
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Evaluate well embeddings (official layout: well_id, feature_0 ...) with the paper's "
-                    "benchmarks: batch correction on control wells, aggregation to perturbations, "
-                    "known-relationship recall (CORUM, HuMAP, Reactome, SIGNOR, StringDB), replicate consistency "
-                    "(KS, Cramer-von Mises), compound-gene activity (AP, ROC-AUC per concentration), perturbation "
-                    "signal consistency and magnitude; writes results.json and plots. No model needed.",
-    )
-    parser.add_argument("--embeddings", nargs="+", required=True, metavar="FILE",
-                        help="embeddings parquet file(s); several files must be named <name>_block<k>.parquet")
-    parser.add_argument("--metadata", required=True, metavar="CSV", help="well metadata (metadata_rxrx3_core.csv)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--correction", choices=CORRECTIONS, default="pca-centerscale",
-                        help="batch correction fitted on control wells (default: pca-centerscale)")
-    parser.add_argument("--aggregate", choices=AGGREGATIONS, default="mean",
-                        help="aggregation of wells to perturbations (default: mean)")
-    parser.add_argument("--annotations", type=Path, default=recall.default_annotations_dir(), metavar="DIR",
-                        help="folder with <SOURCE>.txt annotation files (default: the bundled EFAAR annotations)")
-    parser.add_argument("--null", choices=recall.NULL_MODES, default="genes",
-                        help="recall null: all gene-map cosines (EFAAR, default) or all map rows (RxRx3-core "
-                             "notebook)")
-    mapping = parser.add_argument_group(
-        "metadata columns", "what a perturbation, a control, a batch and a plate are (defaults: the chosen format's)")
-    mapping.add_argument("--metadata-format", choices=sorted(METADATA_FORMATS), default="rxrx3-core",
-                         help="named column mapping: rxrx3-core (metadata_rxrx3_core.csv, the default) or jump "
-                              "(JUMP-CP Metadata_* columns, DMSO and non-targeting guides as negative controls)")
-    mapping.add_argument("--perturbation-col", help="column naming each well's perturbation (rxrx3-core: treatment; "
-                                                    "jump: Metadata_JCP2022)")
-    mapping.add_argument("--control-key", action="append", metavar="VALUE",
-                         help="perturbation value(s) of the negative controls the correction is fitted on; repeat "
-                              "or comma-separate for several (rxrx3-core: EMPTY_control)")
-    mapping.add_argument("--batch-col", "--batch-column", dest="batch_col",
-                         help="metadata column(s) naming the correction batch, comma-separated for a combination "
-                              "such as experiment_name,plate (rxrx3-core: experiment_name; jump: Metadata_Plate)")
-    mapping.add_argument("--plate-col", help="plate column ('' for none; rxrx3-core: plate)")
-    mapping.add_argument("--type-col", help="column saying which wells are gene and which compound perturbations "
-                                            "(rxrx3-core: perturbation_type; jump: Metadata_PlateType)")
-    mapping.add_argument("--concentration-col", help="compound concentration column in µM ('' for none; "
-                                                     "rxrx3-core: concentration)")
-    mapping.add_argument("--genes-only", action="store_true",
-                         help="every non-control well is a gene perturbation (metadata without a type column)")
-    mapping.add_argument("--annotations-table", type=Path, metavar="CSV",
-                         help="table of gene symbols for the gene wells' perturbation values (jump: crispr.csv.gz, "
-                              "Metadata_JCP2022 -> Metadata_Symbol)")
-    parser.add_argument("--negative-control-genes", action="append", metavar="FILE|GENES",
-                        help="perturbations without a phenotype (e.g. genes not expressed in the cell type): a file "
-                             "with one per line, or comma-separated names; the signal benchmarks' null")
-    parser.add_argument("--signal-null", choices=SIGNAL_NULLS, default="auto",
-                        help="null of signal consistency and magnitude: auto (default: the negative-control genes "
-                             "where the data has them, else random well sets), negative-controls or random-wells")
-    parser.add_argument("--map-null-size", type=int, default=DEFAULT_MAP_NULL_SIZE, metavar="N",
-                        help=f"copairs null samples for the mAP p-values (default: {DEFAULT_MAP_NULL_SIZE})")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    parser.add_argument("--min-controls", type=int, default=MIN_CONTROLS_PER_BATCH,
-                        help=f"fewest control wells a batch may have (default: {MIN_CONTROLS_PER_BATCH})")
-    parser.add_argument("--seeds", type=int, default=DEFAULT_NUM_SEEDS, metavar="N",
-                        help=f"seeds 0..N-1 for random baselines (default: {DEFAULT_NUM_SEEDS})")
-    parser.add_argument("--compound-gene-seeds", type=int, default=DEFAULT_COMPOUND_GENE_SEEDS, metavar="N",
-                        help="seeds 0..N-1 for the compound-gene negative sampling and its random baseline "
-                             f"(default: {DEFAULT_COMPOUND_GENE_SEEDS}, as the RxRx3-core benchmark notebook)")
-    parser.add_argument("--model-name", help="model name in results.json (default: from the embeddings file)")
-    parser.add_argument("--dataset-name", help="dataset name in results.json (default: from the files)")
-    parser.add_argument("--merge-duplicate-wells", action="store_true",
-                        help="average rows that share a well_id (as the RxRx3-core notebook) instead of refusing them")
-    parser.add_argument("--no-plots", action="store_true", help="write results.json only")
-    return parser
 
 
 def negative_control_names(values: list[str] | None) -> tuple[str, ...]:
@@ -326,37 +257,6 @@ def negative_control_names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def options_from_args(args: argparse.Namespace) -> EvalOptions:
-    """`EvalOptions` of parsed `phenom eval` arguments (the column mapping resolved against its format)."""
-    mapping = METADATA_FORMATS[args.metadata_format].with_options(
-        perturbation_col=args.perturbation_col, control_keys=parse_names(args.control_key),
-        batch_cols=parse_names(args.batch_col), plate_col=args.plate_col, type_col=args.type_col,
-        concentration_col=args.concentration_col, genes_only=args.genes_only or None,
-    )
-    return EvalOptions(
-        correction=args.correction, aggregation=args.aggregate, annotations_dir=args.annotations, null=args.null,
-        mapping=mapping, annotations_table=args.annotations_table,
-        negative_control_genes=negative_control_names(args.negative_control_genes), signal_null=args.signal_null,
-        map_null_size=args.map_null_size, overwrite=args.overwrite, num_seeds=args.seeds,
-        compound_gene_seeds=args.compound_gene_seeds, min_controls=args.min_controls, model_name=args.model_name,
-        dataset_name=args.dataset_name, plots=not args.no_plots, merge_duplicate_wells=args.merge_duplicate_wells,
-    )
-
-
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    if args.seeds < 0 or args.compound_gene_seeds < 0 or args.map_null_size < 1:
-        raise ValueError(f"--seeds and --compound-gene-seeds must be >= 0 and --map-null-size >= 1, got "
-                         f"{args.seeds}, {args.compound_gene_seeds} and {args.map_null_size}")
-    try:
-        results = evaluate(args.embeddings, args.metadata, args.out, options_from_args(args))
-    except (ValueError, OSError, ImportError) as error:
-        return report_error(prog or "phenom eval", error)
-    print(format_table(results))
-    return 0
-
-
 __all__ = [
     "EvalOptions",
     "build_context",
@@ -366,9 +266,5 @@ __all__ = [
     "output_folders",
     "plot_benchmarks",
     "evaluate",
-    "format_table",
-    "build_parser",
     "negative_control_names",
-    "options_from_args",
-    "main",
 ]

@@ -22,7 +22,8 @@ reaches `--min-cosine`.
 
 from __future__ import annotations
 
-import argparse
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from phenom_data.atomic import atomic_path, atomic_write_json
-from phenom_data.errors import command, report_error
 
 from .perturbations import RXRX3_CORE
+
+logger = logging.getLogger(__name__)
 
 MODEL_REPO = "recursionpharma/OpenPhenom"
 DATASET_REPO = "recursionpharma/rxrx3-core"
@@ -42,8 +44,8 @@ PUBLISHED_FILE = "OpenPhenom_rxrx3_core_embeddings.parquet"
 MODEL_FILES = ("config.json", "model.safetensors")
 
 
-class VerificationUnavailable(RuntimeError):
-    """The Hub (or the local cache) cannot provide what the verification needs."""
+class VerificationUnavailable(OSError):
+    """The Hub (or the local cache) cannot provide what the verification needs (a user error: exit code 2)."""
 
 
 def shard_file(index: int) -> str:
@@ -267,41 +269,45 @@ def compare_embeddings(
     return report
 
 
-# --- command line --------------------------------------------------------------------------------------------------
+# --- the whole verification ----------------------------------------------------------------------------------------
 
 
-
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Embed RxRx3-core wells with the released OpenPhenom and compare them with the published "
-        "OpenPhenom_rxrx3_core_embeddings.parquet (needs network access to the Hugging Face Hub).",
-    )
-    parser.add_argument("--wells", type=int, default=1024,
-                        help="complete wells of the shard to embed (default 1024; the aligned comparison needs about "
-                        "2 x 385 per experiment)")
-    parser.add_argument("--shard", type=int, default=0, help=f"image shard index 0..{NUM_SHARDS - 1} (default 0)")
-    parser.add_argument("--model", default=MODEL_REPO, help=f"model repo id or local directory (default {MODEL_REPO})")
-    parser.add_argument("--batch-size", type=int, default=16, help="wells per forward pass (default 16)")
-    parser.add_argument("--device", default="auto", help="torch device; auto = cuda if available, else cpu")
-    parser.add_argument("--cache-dir", default=None, help="Hugging Face cache directory (default: the hub's)")
-    parser.add_argument("--out", type=Path, default=Path("outputs/verify_openphenom"),
-                        help="directory for report.json and our embeddings parquet")
-    parser.add_argument("--min-cosine", type=float, default=0.99,
-                        help="exit 1 unless the raw or the aligned median cosine reaches this (default 0.99)")
-    return parser
+DEFAULT_WELLS = 1024
+DEFAULT_OUT = Path("outputs/verify_openphenom")
 
 
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    if args.wells < 1:
-        raise ValueError(f"--wells must be at least 1, got {args.wells}")
-    try:
-        files = required_files(args.model, args.shard)
-        preflight(files, args.cache_dir)
-    except (VerificationUnavailable, ValueError) as error:
-        return report_error(prog or "phenom verify-openphenom", error)
+@dataclass(frozen=True)
+class Verification:
+    """What `verify_openphenom` found and wrote.
+
+    Args:
+        report: the content of `report.json` (model, shard, device, reader counts, `compare_embeddings`' report).
+        report_path: `report.json`.
+        embeddings_path: our embeddings (`ours.parquet`, official layout).
+    """
+
+    report: dict
+    report_path: Path
+    embeddings_path: Path
+
+    @property
+    def best_median_cosine(self) -> float:
+        """The larger of the raw and the aligned median cosine (the aligned one when it was computed)."""
+        return max(self.report["raw"]["median"], self.report["aligned"].get("median", -1.0))
+
+
+def verify_openphenom(*, model: str = MODEL_REPO, wells: int = DEFAULT_WELLS, shard: int = 0, batch_size: int = 16,
+                      device: str = "auto", cache_dir: str | None = None,
+                      out: str | os.PathLike = DEFAULT_OUT) -> Verification:
+    """Steps 1-5 of the module docstring; writes `out/report.json` and `out/ours.parquet`.
+
+    Raises `VerificationUnavailable` (an `OSError`) before any download or model load when the Hub or the local
+    cache cannot provide a file, and `ValueError` for bad options.
+    """
+    if wells < 1:
+        raise ValueError(f"--wells must be at least 1, got {wells}")
+    files = required_files(model, shard)
+    preflight(files, cache_dir)
 
     import torch
     from transformers import AutoModel
@@ -309,45 +315,33 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     import modeling_phenom  # noqa: F401  (registers Phenom and the legacy OpenPhenom config with the Auto classes)
 
     shard_path, metadata_path, published_path = (
-        download(file, args.cache_dir) for file in files if file.repo_type == "dataset"
+        download(file, cache_dir) for file in files if file.repo_type == "dataset"
     )
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model = AutoModel.from_pretrained(args.model, cache_dir=args.cache_dir)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    loaded = AutoModel.from_pretrained(model, cache_dir=cache_dir)
     snapshot = shard_path.parents[1]  # <snapshot>/data/train-000NN-of-00035.parquet: the shard in the Hub layout
-    wells = read_shard_wells(snapshot, shard_file(args.shard), args.wells)
-    print(f"read {len(wells.well_ids)} wells from {shard_file(args.shard)} ({wells.stats})")
-    embeddings = embed_wells(model, wells.images, batch_size=args.batch_size, device=device)
+    shard_wells = read_shard_wells(snapshot, shard_file(shard), wells)
+    logger.info(f"read {len(shard_wells.well_ids)} wells from {shard_file(shard)} ({shard_wells.stats})")
+    embeddings = embed_wells(loaded, shard_wells.images, batch_size=batch_size, device=device)
     columns = [f"feature_{index}" for index in range(embeddings.shape[1])]
-    ours = pd.DataFrame(embeddings, index=pd.Index(wells.well_ids, name="well_id"), columns=columns)
-    published = read_published(published_path, wells.well_ids)
+    ours = pd.DataFrame(embeddings, index=pd.Index(shard_wells.well_ids, name="well_id"), columns=columns)
+    published = read_published(published_path, shard_wells.well_ids)
     metadata = pd.read_csv(metadata_path, usecols=["well_id", "experiment_name", "treatment"])
     report = {
-        "model": args.model,
+        "model": model,
         "dataset": DATASET_REPO,
-        "shard": shard_file(args.shard),
+        "shard": shard_file(shard),
         "device": device,
         "recipe": "4 x 256 px tiles per 512 px well, pooler_output (mean of patch tokens), mean over tiles; fp32",
-        "reader": wells.stats,
+        "reader": shard_wells.stats,
         **compare_embeddings(ours, published, metadata),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "ours.parquet") as temporary:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "ours.parquet") as temporary:
         ours.reset_index().to_parquet(temporary, index=False)
-    atomic_write_json(args.out / "report.json", report)
-    raw, aligned = report["raw"], report["aligned"]
-    print(f"wells compared: {report['wells_compared']} (missing from the published file: "
-          f"{report['wells_missing_from_published']})")
-    print(f"raw cosine: median {raw['median']:.6f}, mean {raw['mean']:.6f}, min {raw['min']:.6f}")
-    if aligned.get("wells"):
-        print(f"aligned (held-out affine per experiment): median {aligned['median']:.6f}, min {aligned['min']:.6f}")
-    else:
-        print(f"aligned: not computed ({aligned['reason']})")
-    if "published_controls" in report:
-        print(f"published control wells: mean |feature mean| {report['published_controls']['mean_abs_feature_mean']}"
-              f", mean feature std {report['published_controls']['mean_feature_std']}")
-    print(f"wrote {args.out / 'report.json'}")
-    best = max(raw["median"], aligned.get("median", -1.0))
-    return 0 if best >= args.min_cosine else 1
+    atomic_write_json(out / "report.json", report)
+    return Verification(report=report, report_path=out / "report.json", embeddings_path=out / "ours.parquet")
 
 
 __all__ = [
@@ -356,7 +350,8 @@ __all__ = [
     "VerificationUnavailable",
     "compare_embeddings",
     "embed_wells",
-    "main",
+    "Verification",
+    "verify_openphenom",
     "preflight",
     "read_published",
     "ShardWells",

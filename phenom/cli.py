@@ -24,9 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("phenom.commands.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
     "convert": ("phenom.commands.convert", "convert the released OpenPhenom checkpoint to Phenom format"),
     "embed": ("phenom.commands.embed", "embed every well of a dataset with a model: one parquet per block"),
-    "eval": ("eval.evaluate", "batch correction, the paper's benchmarks and plots from an embeddings file"),
+    "eval": ("phenom.commands.eval", "batch correction, the paper's benchmarks and plots from an embeddings file"),
     "verify-openphenom": (
-        "eval.verify_openphenom",
+        "phenom.commands.verify_openphenom",
         "embed RxRx3-core wells with the released OpenPhenom and compare with the published embeddings (network)",
     ),
     "probe": ("phenom.commands.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),

@@ -220,7 +220,7 @@ def stage_baseline(out: Path, progress: bool) -> None:
 
 
 def stage_eval(out: Path, size: str) -> None:
-    from eval.evaluate import main as eval_main
+    from phenom.commands.eval import main as eval_main
 
     for name in MODELS:
         _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),

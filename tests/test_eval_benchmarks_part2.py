@@ -9,7 +9,7 @@ import pytest
 
 from eval.compound_gene import load_compound_gene_interactions
 from eval.embeddings_file import write_embeddings
-from eval.evaluate import main
+from phenom.commands.eval import main
 
 
 def planted_compound_wells(hidden_size=24, noise=0.4, seed=0):

@@ -12,8 +12,9 @@ from conftest import REPO_ROOT
 from eval_data import planted_wells
 
 from eval.embeddings_file import read_embeddings, write_embeddings
-from eval.evaluate import main
+from eval.evaluate import EvalOptions, evaluate
 from eval.results import EvalResults, write_results
+from phenom.commands.eval import main
 
 RESULT_KEYS = ["model", "dataset", "block", "correction", "metrics", "metrics_std", "baselines", "counts", "seeds",
                "versions"]
@@ -68,9 +69,10 @@ def test_batch_correction_raises_corum_recall_over_uncorrected(planted, tmp_path
     recall = {}
     for correction in ("none", "pca-centerscale", "tvn", "centerscale"):
         out = tmp_path / correction
-        assert main(["--embeddings", str(embeddings), "--metadata", str(folder / "metadata.csv"), "--out", str(out),
-                     "--correction", correction, "--no-plots"]) == 0
+        [results] = evaluate([embeddings], folder / "metadata.csv", out, EvalOptions(correction=correction,
+                                                                                      plots=False))
         recall[correction] = json.loads((out / "results.json").read_text())["metrics"]["recall_CORUM_0.05_0.95"]
+        assert results.metrics["recall_CORUM_0.05_0.95"] == recall[correction]  # returned as written
     print("CORUM recall (0.05, 0.95) on planted wells:", recall)
     assert recall["pca-centerscale"] > recall["none"] + 0.3
     assert recall["tvn"] > recall["none"] + 0.3
@@ -85,8 +87,8 @@ def test_several_blocks_write_one_results_file_per_block(planted, tmp_path):
         write_embeddings(path, metadata["well_id"], features * block,
                          provenance={"model": "phenom-tiny", "dataset": "planted", "block": block})
         paths.append(str(path))
-    assert main(["--embeddings", *paths, "--metadata", str(folder / "metadata.csv"), "--out", str(tmp_path / "out"),
-                 "--null", "all-rows"]) == 0
+    returned = evaluate(paths, folder / "metadata.csv", tmp_path / "out", EvalOptions(null="all-rows"))
+    assert [results.block for results in returned] == [2, 3]
     for block in (2, 3):
         results = json.loads((tmp_path / "out" / f"block{block}" / "results.json").read_text())
         assert (results["model"], results["dataset"], results["block"]) == ("phenom-tiny", "planted", block)

@@ -12,9 +12,10 @@ from eval_data import planted_wells
 from jump_data import DMSO, NO_GUIDE, NON_TARGETING, jump_screen
 
 from eval.embeddings_file import read_metadata, write_embeddings
-from eval.evaluate import build_parser, evaluate_file, main, options_from_args
+from eval.evaluate import evaluate_file
 from eval.perturbations import JUMP, describe_wells, with_well_ids
 from eval.plots import read_complexes
+from phenom.commands.eval import build_parser, main, options_from_args
 from phenom_data import ANNOTATIONS_DIR
 
 NULL_SIZE = 2000  # copairs' null; smaller than the default to keep the test fast

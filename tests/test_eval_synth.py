@@ -10,7 +10,7 @@ import pytest
 synth = pytest.importorskip("phenom_data.synth", reason="needs the synthetic dataset generator (phenom synth)")
 
 from eval.embeddings_file import write_embeddings  # noqa: E402
-from eval.evaluate import main  # noqa: E402
+from phenom.commands.eval import main  # noqa: E402
 from phenom_data import RxRx3CoreWells  # noqa: E402
 
 

@@ -11,7 +11,7 @@ synth = pytest.importorskip("phenom_data.synth", reason="needs the synthetic dat
 from test_eval_synth import handcrafted_features  # noqa: E402
 
 from eval.embeddings_file import write_embeddings  # noqa: E402
-from eval.evaluate import main  # noqa: E402
+from phenom.commands.eval import main  # noqa: E402
 from phenom_data import RxRx3CoreWells  # noqa: E402
 
 

@@ -27,11 +27,13 @@ from eval.verify_openphenom import (
     METADATA_FILE,
     MODEL_REPO,
     PUBLISHED_FILE,
+    VerificationUnavailable,
     compare_embeddings,
-    main,
     read_shard_wells,
     shard_file,
+    verify_openphenom,
 )
+from phenom.commands.verify_openphenom import main
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -135,7 +137,7 @@ def test_whole_run_on_a_local_hub_cache_agrees_with_the_recipe(hub_cache, tmp_pa
 
 def test_offline_without_the_files_fails_before_any_heavy_import(tmp_path):
     script = (
-        "import sys\nfrom eval.verify_openphenom import main\n"
+        "import sys\nfrom phenom.commands.verify_openphenom import main\n"
         f"code = main(['--cache-dir', {str(tmp_path)!r}], prog='phenom verify-openphenom')\n"
         "print('exit', code, 'torch imported:', 'torch' in sys.modules)\n"
     )
@@ -144,6 +146,18 @@ def test_offline_without_the_files_fails_before_any_heavy_import(tmp_path):
     assert "exit 2 torch imported: False" in result.stdout, result.stdout + result.stderr
     assert "needs network access to the Hugging Face Hub" in result.stderr
     assert f"{PUBLISHED_FILE}" in result.stderr and "model.safetensors" in result.stderr
+
+
+def test_offline_without_the_files_is_a_user_error_naming_them(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(VerificationUnavailable, match=f"needs network access.*{PUBLISHED_FILE}") as raised:
+        verify_openphenom(cache_dir=str(tmp_path), out=tmp_path / "out")
+    assert isinstance(raised.value, OSError)  # a user error: one line and exit code 2 from the command
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="--wells must be at least 1"):
+        verify_openphenom(wells=0, cache_dir=str(tmp_path))
 
 
 def test_shard_reader_assembles_wells_in_any_row_order_and_plain_binary_images(tmp_path):
