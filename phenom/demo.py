@@ -14,13 +14,14 @@ commands; the command line is `phenom/commands/demo.py`). It reports its progres
    on the CPU, as `accelerate launch --config_file train/accelerate/cpu.yaml` runs it; checkpoints,
    reconstructions, `final/`).
 3. `random-init`: the same architecture with freshly drawn weights (seed `--seed`), saved like a trained model.
-4. `embed`: every well embedded with both models (`eval.embed --per-channel`: each channel's token mean side by
-   side, as the released `return_channelwise_embeddings=True`; views averaged per well).
+4. `embed`: every well embedded with both models (`eval.embed.embed(per_channel=True)`: each channel's token mean
+   side by side, as the released `return_channelwise_embeddings=True`; views averaged per well).
 5. `baseline`: CellProfiler-style hand-crafted features with scikit-image (`eval.handcrafted`).
-6. `eval`: batch correction and every benchmark for each of the three (`eval.evaluate`), with plots.
-7. `probe`: the block-wise linear probe of the trained model on held-out experiments (`eval.probe`).
-8. `report`: leaderboard (`leaderboard.csv/md/png`), the trained model's card (`card/README.md`), the latest
-   reconstruction grid, `summary.json`, and a summary table on the terminal.
+6. `eval`: batch correction and every benchmark for each of the three (`eval.evaluate.evaluate`), with plots.
+7. `probe`: the block-wise linear probe of the trained model on held-out experiments (`eval.probe.probe`).
+8. `report`: leaderboard (`hub_cards.leaderboard`: `leaderboard.csv/md/png`), the trained model's card
+   (`hub_cards.card`: `card/README.md`), the latest reconstruction grid and `summary.json` (`phenom demo` prints
+   it as a table).
 
 Re-running into the same `--out` resumes: finished stages (recorded in `demo_state.json`) are skipped and an
 interrupted pretraining resumes from its last checkpoint. `--overwrite` starts again from nothing. A folder that
@@ -118,13 +119,6 @@ def run_stage(state: dict, out: Path, name: str, function, *args) -> None:
     logger.info("[%d/%d] %s: %.1f s", number, len(STAGES), name, state["seconds"][name])
 
 
-def _run_main(module_main, argv: list[str], what: str) -> None:
-    code = module_main(argv)
-    if code:
-        raise DemoError(f"{what} failed (exit code {code}); its messages are above. Re-run the same command to "
-                        "resume from here")
-
-
 # ----------------------------------------------------------------------------------------------- stages
 
 
@@ -220,13 +214,11 @@ def stage_baseline(out: Path, progress: bool) -> None:
 
 
 def stage_eval(out: Path, size: str) -> None:
-    from phenom.commands.eval import main as eval_main
+    from eval.evaluate import EvalOptions, evaluate
 
     for name in MODELS:
-        _run_main(eval_main, ["--embeddings", str(block_files(out, name)[-1]),
-                              "--metadata", str(out / "data" / "metadata_rxrx3_core.csv"),
-                              "--out", str(out / "results" / name), "--model-name", name,
-                              "--dataset-name", f"phenom-synth-{size}", "--overwrite"], f"eval {name}")
+        evaluate([block_files(out, name)[-1]], out / "data" / "metadata_rxrx3_core.csv", out / "results" / name,
+                 EvalOptions(model_name=name, dataset_name=f"phenom-synth-{size}", overwrite=True))
 
 
 def stage_probe(out: Path, size: str, progress: bool = True) -> None:
