@@ -20,7 +20,6 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_phenom import PRESETS, PhenomConfig
-from .openphenom import OpenPhenomConfig, OpenPhenomForMaskedImageModeling, OpenPhenomModel
 from .image_processing_phenom import PhenomImageProcessor
 from .modeling_phenom import (
     PhenomForMaskedImageModeling,
@@ -29,6 +28,7 @@ from .modeling_phenom import (
     PhenomModelOutput,
     PhenomPreTrainedModel,
 )
+from .openphenom import OpenPhenomConfig, OpenPhenomForMaskedImageModeling, OpenPhenomModel
 from .pipeline_phenom import PIPELINE_TASK, PhenomImageFeatureExtractionPipeline
 
 AutoConfig.register(PhenomConfig.model_type, PhenomConfig, exist_ok=True)
