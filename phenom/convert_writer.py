@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor, PhenomModel
@@ -25,6 +24,7 @@ from modeling_phenom.openphenom import (
     resolve_openphenom_file,
     translate_openphenom_config,
 )
+from phenom_data.atomic import atomic_directory
 
 
 def _license_statement(source: str, license_file: str | None) -> str:
@@ -59,7 +59,7 @@ def convert_openphenom(
 
     Writes `config.json` (PhenomConfig), `model.safetensors` (real safetensors: the encoder + decoder, or the encoder
     only), `preprocessor_config.json`, the source's license file and a `README.md` stating the license. The directory
-    is assembled under a temporary name beside `destination` and renamed into place.
+    is assembled under a temporary name beside `destination` and put in its place (`phenom_data.atomic`).
     """
     destination = Path(destination)
     if destination.exists() and not overwrite:
@@ -73,11 +73,9 @@ def convert_openphenom(
     model_class = PhenomModel if encoder_only else PhenomForMaskedImageModeling
     state_dict = load_openphenom_state_dict(model_class, source, config, **hub_kwargs)
     model = model_class.from_pretrained(None, config=config, state_dict=state_dict)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
+    with atomic_directory(destination) as staging:  # a failed conversion leaves no staging and the old folder
         model.save_pretrained(staging)
-        PhenomImageProcessor(crop_size=config.image_size).save_pretrained(staging)
+        PhenomImageProcessor.from_config(config).save_pretrained(staging)
         license_file = None
         for name in LICENSE_NAMES:
             path = resolve_openphenom_file(source, name, required=False, **hub_kwargs)
@@ -86,12 +84,6 @@ def convert_openphenom(
                 license_file = name
                 break
         (staging / "README.md").write_text(_license_statement(str(source), license_file))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return destination
 
 

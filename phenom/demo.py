@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from phenom_data.atomic import atomic_write_json
+from phenom_data.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
 from phenom_data.errors import one_line
 
 STATE_FILE = "demo_state.json"
@@ -168,12 +168,9 @@ def stage_random_init(out: Path, seed: int) -> None:
     config = PhenomConfig.from_pretrained(trained)
     set_seed(seed)
     model = PhenomForMaskedImageModeling(config)
-    temporary = out / ".random-init.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    PhenomImageProcessor.from_pretrained(trained).save_pretrained(temporary)
-    shutil.rmtree(out / "random-init", ignore_errors=True)
-    temporary.rename(out / "random-init")
+    with atomic_directory(out / "random-init") as temporary:
+        model.save_pretrained(temporary)
+        PhenomImageProcessor.from_pretrained(trained).save_pretrained(temporary)
 
 
 def stage_embed(out: Path, progress: bool = True) -> None:
@@ -239,8 +236,7 @@ def stage_report(out: Path) -> None:
          name="phenom-demo-tiny", license="apache-2.0")
     grids = sorted((out / "pretrain").rglob("*.png"), key=lambda path: path.stat().st_mtime)
     if grids:
-        (out / "plots").mkdir(exist_ok=True)
-        shutil.copyfile(grids[-1], out / "plots" / "reconstruction.png")
+        atomic_write_bytes(out / "plots" / "reconstruction.png", grids[-1].read_bytes())
 
 
 # ----------------------------------------------------------------------------------------------- summary
