@@ -6,13 +6,15 @@
 #
 #   bench/gpu_check.sh [OUT_JSON] [extra options of python -m bench.gpu_check]
 #   bench/gpu_check.sh /tmp/gpu_check.json --device cpu --dry-run      # the code path on tiny sizes, any machine
+# PYTHON names the interpreter (default: python on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench/results/gpu_check.json}
 shift || true
-python - <<'PY'
+python=${PYTHON:-python}
+"$python" - <<'PY'
 import torch
 print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}"
       + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
 PY
-timeout 480 python -m bench.gpu_check --out "$out" "$@"
+timeout 480 "$python" -m bench.gpu_check --out "$out" "$@"

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from modeling_phenom.image_processing_phenom import UINT16_RULES
+from phenom_data.atomic import atomic_path
 from phenom_data.errors import command
 
 from .embedding_store import EmbeddingStore, block_paths, parts_folder
@@ -186,9 +187,8 @@ def write_anndata(paths: dict[int, Path], well_ids: np.ndarray, features: dict[i
         data = anndata.AnnData(X=features[block].astype(np.float32), obs=obs.copy())
         data.var_names = [f"feature_{index}" for index in range(features[block].shape[1])]
         data.uns["phenom"] = {**provenance, "block": block}
-        temporary = path.with_name(f".{path.name}.tmp")
-        data.write_h5ad(temporary)
-        temporary.replace(path)
+        with atomic_path(path) as temporary:
+            data.write_h5ad(temporary)
 
 
 def metadata_csv_path(data: str, metadata: str | None) -> Path | None:

@@ -28,6 +28,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from phenom_data.atomic import replace_directory
 from phenom_data.errors import command, report_error
 
 KEPT_FILES = ("preprocessor_config.json", "LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE")
@@ -234,9 +235,7 @@ def trim(model: str, blocks: int, out: str | os.PathLike, revision: str | None =
     if verify:
         report.max_abs_difference = verify_trim(model, temporary, blocks, revision)
     (temporary / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(temporary, out)
+    replace_directory(temporary, out)
     return report
 
 

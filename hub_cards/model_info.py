@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safetensors import SafetensorError, safe_open
 
 from .references import (
     OPENPHENOM_LICENSE,
@@ -233,18 +234,13 @@ def _weight_file_parameters(directory: Path) -> int | None:
 
 
 def _safetensors_values(path: Path) -> int | None:
-    with path.open("rb") as file:
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            return None
-        (header_size,) = struct.unpack("<Q", prefix)
-        if header_size > 100_000_000:  # not a safetensors header (a torch zip starts with "PK")
-            return None
-        try:
-            header = json.loads(file.read(header_size))
-        except ValueError:
-            return None
-    return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    """Values in one safetensors file, from its header (safetensors' own reader; no tensor is loaded); `None` when
+    the file is not safetensors (a torch zip, a Git LFS pointer, a truncated file)."""
+    try:
+        with safe_open(path, framework="pt") as weights:
+            return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    except SafetensorError:
+        return None
 
 
 def _find_training_config(local_dir: Path | None, given: str | Path | None) -> Path | None:

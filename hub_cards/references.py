@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
 # ------------------------------------------------------------------------------------------------ licenses
 OPENPHENOM_REPO_ID = "recursionpharma/OpenPhenom"
 OPENPHENOM_LICENSE = {
@@ -35,12 +38,16 @@ OPENPHENOM_TRAINING = (
 # Hub id -> display name; lower-case aliases a results file may use for the same dataset.
 KNOWN_DATASETS = {"recursionpharma/rxrx3-core": "RxRx3-core"}
 DATASET_ALIASES = {"rxrx3-core": "recursionpharma/rxrx3-core", "rxrx3_core": "recursionpharma/rxrx3-core"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def looks_like_hub_id(text: str) -> bool:
-    """`owner/name` with Hub-legal characters (a relative path of two parts looks the same: callers check disk)."""
-    return bool(_HUB_ID.match(text))
+    """`owner/name` that huggingface_hub's own validator accepts (a relative path of two parts looks the same: callers
+    check disk)."""
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text
 
 
 def dataset_identity(dataset: str) -> tuple[str, str]:

@@ -238,10 +238,6 @@ class PhenomConfig(PreTrainedConfig):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def preset_names(cls) -> list[str]:
-        return list(PRESETS)
-
-    @classmethod
     def from_preset(cls, name: str, **overrides) -> PhenomConfig:
         """The named geometry (`tiny`, `demo`, `ca-s16`, `ca-b16`, `l16`, `l8`, `g8`) with optional field overrides;
         what a preset leaves out is `__init__`'s default."""

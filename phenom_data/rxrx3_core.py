@@ -46,9 +46,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from modeling_phenom import PhenomImageProcessor
 
+from .atomic import atomic_path
 from .metadata import MetadataTable
 from .paths import UnsafePathError, resolve_inside
 from .sources import register_source
@@ -103,8 +106,13 @@ def rxrx3_core_well_id(experiment: str, plate: int | str, address: str, site: in
 
 
 def looks_like_repo_id(source: str) -> bool:
-    """`owner/name` (or `name`) as the Hub spells repo ids, and not a path such as `./data` or `/data/x`."""
-    return bool(re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", source)) and not Path(source).exists()
+    """`owner/name` (or `name`) that huggingface_hub's own validator accepts, and not a local path (`./data`,
+    `/data/x` or an existing `data/x`)."""
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        return False
+    return not Path(source).exists()
 
 
 def is_rxrx3_core_source(source: str | os.PathLike) -> bool:
@@ -188,16 +196,10 @@ def write_rxrx3_core_shard(
     features = datasets.Features({KEY_COLUMN: datasets.Value("string"), IMAGE_COLUMN: image_feature})
     values = list(images) if binary else [{"bytes": data, "path": None} for data in images]
     table = datasets.Dataset.from_dict({KEY_COLUMN: list(keys), IMAGE_COLUMN: values}, features=features)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         # The arrow schema carries the `datasets` features (the Image feature) in its metadata, as on the Hub.
         pq.write_table(table.data.table, temporary, row_group_size=row_group_size)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 @register_source("rxrx3-core", "a folder in RxRx3-core's Hub layout (data/train-*.parquet with __key__ and jp2, "

@@ -76,15 +76,14 @@ def install(point: str, trigger: Trigger) -> None:
 
         shutil.rmtree = rmtree
     elif point == "final-export":  # pretrain: final.tmp complete, the old final/ removed, not yet renamed
-        real_rmtree = shutil.rmtree
+        real_replace = os.replace
 
-        def rmtree(path, *args, **kwargs):
-            result = real_rmtree(path, *args, **kwargs)
-            if Path(path).name == "final" and trigger.hit():
+        def replace(source, target, *args, **kwargs):
+            if Path(target).name == "final" and trigger.hit():
                 die()
-            return result
+            return real_replace(source, target, *args, **kwargs)
 
-        shutil.rmtree = rmtree
+        os.replace = replace
     elif point == "log-line":  # pretrain: half a line of log.jsonl written
         import json
 

@@ -76,7 +76,7 @@ def test_train_step_smoke_run_trains_both_models_in_fp32_and_bf16_with_and_witho
 def test_gpu_check_script_runs_its_whole_code_path_on_tiny_sizes_and_writes_json(tmp_path):
     # No GPU is lent here: the script's --dry-run runs the same inference and g8-step code on the CPU at tiny sizes.
     out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}  # this interpreter, not PATH's
     result = subprocess.run(["bash", str(REPO_ROOT / "bench" / "gpu_check.sh"), str(out), "--device", "cpu",
                              "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

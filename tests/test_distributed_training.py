@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 from transformers import AutoModelForMaskedImageModeling
 
 import modeling_phenom  # noqa: F401  (registers model_type "phenom" with the Auto classes)
-from phenom_data.synth import generate
+from phenom_data import synth
 
 TINY = REPO_ROOT / "train" / "configs" / "tiny.yaml"
 FAST = ["data.crop_size=64", "model.overrides.patch_size=16", "global_batch_size=8", "per_device_batch_size=4",
@@ -24,7 +24,7 @@ FAST = ["data.crop_size=64", "model.overrides.patch_size=16", "global_batch_size
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
     # 4 shards of 16 wells: the readers split work by parquet row group, so each process gets two.
-    return generate(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", seed=0, progress=False,
+    return synth.generate(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", seed=0, progress=False,
                           rows_per_shard=96)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.preprocessing import normalize
-from test_eval_benchmarks_part2 import planted_compound_wells
+from test_eval_activity_benchmarks import planted_compound_wells
 
 from eval.aggregate import aggregate
 from eval.benchmark_common import unit_rows

@@ -7,11 +7,9 @@ import json
 import numpy as np
 import pytest
 
-synth = pytest.importorskip("phenom_data.synth", reason="needs the synthetic dataset generator (phenom synth)")
-
-from eval.embeddings_file import write_embeddings  # noqa: E402
-from eval.evaluate import main  # noqa: E402
-from phenom_data import RxRx3CoreWells  # noqa: E402
+from eval.embeddings_file import write_embeddings
+from eval.evaluate import main
+from phenom_data import RxRx3CoreWells, synth
 
 
 def handcrafted_features(image: np.ndarray) -> np.ndarray:

@@ -135,21 +135,29 @@ def test_card_of_converted_openphenom_weights_keeps_the_non_commercial_license(t
         build_card(read_all_results([RESULTS / "small_eval"]), model, license="apache-2.0")
 
 
-def _legacy_config_registered() -> bool:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    import modeling_phenom  # noqa: F401
-
-    return "MAE" in CONFIG_MAPPING
-
-
-@pytest.mark.skipif(not _legacy_config_registered(),
-                    reason="modeling_phenom does not register OpenPhenom's legacy model_type 'MAE' yet (issue 5)")
 def test_card_of_the_openphenom_layout_reads_its_legacy_config():
     model = describe_model(str(FIXTURES / "openphenom_tiny"))
     card = build_card(read_all_results([RESULTS / "small_eval"]), model, repo_id=REPO_ID)
     assert card.data.license == "other" and card.data.base_model == "recursionpharma/OpenPhenom"
     assert "| Width / depth / heads / MLP | 64 / 4 / 4 / 256 |" in card.content
+    assert model.weight_file_parameters is None  # the released "model.safetensors" is a torch zip
+
+
+def test_weight_file_values_come_from_the_safetensors_headers_of_one_file_or_its_shards(tmp_path):
+    from safetensors.torch import load_file
+
+    from modeling_phenom import PhenomForMaskedImageModeling, PhenomImageProcessor
+
+    model = PhenomForMaskedImageModeling(small_config())
+    for name, shard_size in (("single", "10GB"), ("sharded", "40KB")):
+        model.save_pretrained(tmp_path / name, max_shard_size=shard_size)
+        PhenomImageProcessor(crop_size=32).save_pretrained(tmp_path / name)
+    shards = sorted((tmp_path / "sharded").glob("*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    stored = sum(tensor.numel() for tensor in load_file(tmp_path / "single" / "model.safetensors").values())
+    assert stored > describe_model(str(tmp_path / "single")).encoder_parameters  # the decoder is in the file
+    assert describe_model(str(tmp_path / "single")).weight_file_parameters == stored
+    assert describe_model(str(tmp_path / "sharded")).weight_file_parameters == stored
 
 
 def test_card_reads_the_training_run_config_beside_the_model(tmp_path):
@@ -296,7 +304,14 @@ def test_results_for_different_datasets_need_an_explicit_flag(small_model):
 
 def test_a_dataset_alias_is_the_same_dataset(small_model):
     # The probe names "rxrx3-core", the eval "recursionpharma/rxrx3-core": one dataset, no flag needed.
-    build_card(read_all_results([RESULTS / "small_eval", RESULTS / "small_probe"]), describe_model(str(small_model)))
+    card = build_card(read_all_results([RESULTS / "small_eval", RESULTS / "small_probe"]),
+                      describe_model(str(small_model)))
+    assert {(result.dataset_type, result.dataset_name) for result in card.data.eval_results} == {
+        ("recursionpharma/rxrx3-core", "RxRx3-core")}
+    assert card.data.datasets == ["recursionpharma/rxrx3-core"]
+    # every metric of both folders is kept under that one dataset (the probe's results are not dropped)
+    assert {result.metric_type: result.metric_value for result in card.data.eval_results} == expected_metric_types(
+        "small_eval", "small_probe")
 
 
 @pytest.mark.parametrize(("file", "message"), [("null_metric.json", r"'compound_gene_ap_max' has no value \(null\)"),

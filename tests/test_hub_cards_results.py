@@ -86,6 +86,8 @@ def test_dataset_identity_and_metric_titles():
     assert dataset_identity("recursionpharma/rxrx3-core") == ("recursionpharma/rxrx3-core", "RxRx3-core")
     assert dataset_identity("someone/my-plates") == ("someone/my-plates", "my-plates")
     assert dataset_identity("/data/runs/synth/") == ("synth", "synth")
+    assert dataset_identity("someone/my-plates.") == ("my-plates.", "my-plates.")  # not a Hub id: a trailing "."
+    assert dataset_identity("runs--old/synth") == ("synth", "synth")  # nor one with "--"
     assert metric_title("recall_StringDB_0.1_0.9") == "StringDB recall (10 % / 90 %)"
     assert metric_title("compound_gene_auc_1.0") == "compound-gene AUC (1.0 µM)"
     assert metric_title("replicate_consistency_ks") == "replicate consistency (KS)"

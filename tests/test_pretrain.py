@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from transformers import AutoModelForMaskedImageModeling
 
 from modeling_phenom import PhenomForMaskedImageModeling
-from phenom_data.synth import generate
+from phenom_data import synth
 from train.checkpointing import checkpoint_dirs
 
 TINY = REPO_ROOT / "train" / "configs" / "tiny.yaml"
@@ -40,7 +40,7 @@ def losses(output_dir: Path) -> dict[int, float]:
 
 @pytest.fixture(scope="module")
 def synth_data(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", seed=0, progress=False)
+    return synth.generate(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", seed=0, progress=False)
 
 
 def test_accelerate_launch_from_a_checkout_trains_and_exports(synth_data, tmp_path):

@@ -19,6 +19,7 @@ from modeling_phenom import PhenomImageProcessor
 from phenom_data import RxRx3CoreWells, WellDataset, WellStats, collate_views, read_well_list
 from phenom_data.rxrx3_core import (
     METADATA_FILENAME,
+    looks_like_repo_id,
     parse_rxrx3_core_key,
     rxrx3_core_key,
     shard_filename,
@@ -152,6 +153,17 @@ def check_wells(wells):
         assert well.image.dtype == np.uint8 and well.image.shape == (6, SIZE, SIZE)
         np.testing.assert_array_equal(well.image, expected_image(by_id[well.well_id]))
     return set(ids)
+
+
+def test_repo_ids_are_what_huggingface_hub_accepts_and_local_paths_are_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert looks_like_repo_id("recursionpharma/rxrx3-core") and looks_like_repo_id("rxrx3-core")
+    # Hub rules a character class misses: no "--" or "..", no trailing "." or ".git", parts of at most 96 characters.
+    for text in ("owner--x/name", "owner/a..b", "owner/name.", "owner/name.git", "o/" + "x" * 97, "./data", "/data/x",
+                 "a/b/c"):
+        assert not looks_like_repo_id(text), text
+    (tmp_path / "plates" / "run1").mkdir(parents=True)
+    assert not looks_like_repo_id("plates/run1")  # an existing folder is a path, even if it reads as an id
 
 
 def test_wells_assemble_by_key_from_shuffled_rows_and_across_file_boundaries(shuffled_rows_dir):

@@ -12,14 +12,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_eval_synth import handcrafted_features
 
-synth = pytest.importorskip("phenom_data.synth", reason="needs the synthetic dataset generator (phenom synth)")
-
-from test_eval_synth import handcrafted_features  # noqa: E402
-
-from eval.embeddings_file import write_embeddings  # noqa: E402
-from eval.evaluate import main  # noqa: E402
-from phenom_data import RxRx3CoreWells  # noqa: E402
+from eval.embeddings_file import write_embeddings
+from eval.evaluate import main
+from phenom_data import RxRx3CoreWells, synth
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """Atomic step checkpoints with `accelerator.save_state` (STYLE rule 12), resumed without running pickled code.
 
 A checkpoint is written into `checkpoints/.tmp-step_<N>/`, completed with `trainer_state.json`, then renamed to
-`checkpoints/step_<N>/` in one `os.replace`. A run killed mid-write leaves only a `.tmp-*` folder, which is never
-taken as `latest` and is removed by the next save. The last `keep` checkpoints are kept.
+`checkpoints/step_<N>/` (`phenom_data.atomic.replace_directory`). A run killed mid-write leaves only a `.tmp-*`
+folder, which is never taken as `latest` and is removed by the next save. The last `keep` checkpoints are kept.
 
 Phenom's own state (step, data position, the schedule, the run's fingerprint) is JSON in `trainer_state.json`; no
 object is registered with accelerate's `register_for_checkpointing`, whose `custom_checkpoint_<i>.pkl` accelerate
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
+
+from phenom_data.atomic import replace_directory
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -72,9 +73,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, trainer_state: dic
     if accelerator.is_main_process:
         state_path = temporary / STATE_FILE
         state_path.write_text(json.dumps({**trainer_state, "step": step}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+        replace_directory(temporary, final)
         for old in checkpoint_dirs(output_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phenom_data.atomic import atomic_write_text
+from phenom_data.atomic import atomic_path, atomic_write_text
 
 
 class JsonlLog:
@@ -72,11 +72,9 @@ def save_reconstruction_grid(
                 axis.set_title(f"channel {channel + 1}", fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=80)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=80, format="png")
     plt.close(figure)
-    temporary.replace(path)
 
 
 __all__ = ["JsonlLog", "save_reconstruction_grid"]

@@ -9,8 +9,6 @@ Betas (0.9, 0.95) and weight decay 0.05 are fixed (no momentum cycling).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import OneCycleLR
@@ -88,8 +86,4 @@ def one_cycle_schedule(
     )
 
 
-def trainable(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    return [parameter for parameter in parameters if parameter.requires_grad]
-
-
-__all__ = ["Lion", "one_cycle_schedule", "parameter_groups", "trainable"]
+__all__ = ["Lion", "one_cycle_schedule", "parameter_groups"]

@@ -36,7 +36,7 @@ from transformers import AutoConfig
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
 from modeling_phenom.loading import load_pretrained
-from phenom_data.atomic import atomic_write_json
+from phenom_data.atomic import atomic_write_json, replace_directory
 from phenom_data.errors import on_main_process
 from phenom_data.locks import lock_on_main_process
 from train.checkpointing import load_trainer_state, save_checkpoint
@@ -292,8 +292,7 @@ def export_final(accelerator, model, final_dir: Path, processor: PhenomImageProc
         shutil.rmtree(temporary, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(temporary, state_dict=state_dict)
         processor.save_pretrained(temporary)
-        shutil.rmtree(final_dir, ignore_errors=True)
-        temporary.rename(final_dir)
+        replace_directory(temporary, final_dir)
     accelerator.wait_for_everyone()
 
 

@@ -1,6 +1,6 @@
 """Per-GPU memory plan for MAE pretraining under DeepSpeed ZeRO-3 (docs/scaling.md).
 
-    python -m train.memory_plan --preset g8 --gpus 256 --gpus-per-node 8 --global-batch 8192 --micro-batch 32
+    python -m bench.memory_plan --preset g8 --gpus 256 --gpus-per-node 8 --global-batch 8192 --micro-batch 32
 
 Model states: bf16 parameters and gradients and fp32 master weights plus Lion's one fp32 momentum, all sharded over
 the GPUs, plus the gathered parameters of the largest layers ZeRO-3 keeps live. Activations: measured, not
@@ -116,7 +116,7 @@ def plan(preset: str, gpus: int, gpus_per_node: int, global_batch: int, micro_ba
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.memory_plan", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.memory_plan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="g8")
     parser.add_argument("--gpus", type=int, default=256)

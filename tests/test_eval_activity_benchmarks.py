@@ -53,7 +53,7 @@ def planted_compound_wells(hidden_size=24, noise=0.4, seed=0):
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("part2")
+    folder = tmp_path_factory.mktemp("activity")
     metadata, features = planted_compound_wells()
     metadata.to_csv(folder / "metadata.csv", index=False)
     write_embeddings(folder / "planted.parquet", metadata["well_id"].tolist(), features)
@@ -62,7 +62,7 @@ def evaluated(tmp_path_factory):
     return folder / "out", json.loads((folder / "out" / "results.json").read_text())
 
 
-def test_results_json_holds_the_part2_metrics_above_their_baselines(evaluated):
+def test_results_json_holds_compound_replicate_and_signal_metrics_above_their_baselines(evaluated):
     _, results = evaluated
     metrics, baselines, stds = results["metrics"], results["baselines"], results["metrics_std"]
     for name in ("compound_gene_ap_0.1", "compound_gene_ap_1.0", "compound_gene_ap_max", "compound_gene_auc_max"):
@@ -80,7 +80,7 @@ def test_results_json_holds_the_part2_metrics_above_their_baselines(evaluated):
     assert not any(name.endswith("_not_applicable") for name in counts)
 
 
-def test_part2_plots_are_written_beside_results(evaluated):
+def test_compound_gene_and_replicate_plots_are_written_beside_results(evaluated):
     out, _ = evaluated
     for name in ("compound_gene.png", "replicate_cosines.png"):
         assert (out / name).stat().st_size > 10_000
