@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 
 from modeling_phenom import PhenomConfig
 from train.checkpointing import STATE_FILE, checkpoint_dirs, resolve_resume
-from train.config import effective_peak_lr, gradient_accumulation_steps, load_config
+from train.config import effective_peak_lr, gradient_accumulation_steps, load_config, save_config
 from train.optim import Lion, one_cycle_schedule, parameter_groups
 
 CONFIGS = REPO_ROOT / "train" / "configs"
@@ -50,6 +50,12 @@ def test_config_errors_name_the_key_its_type_and_the_file(tmp_path):
     config = load_config(None, ["data.path=/tmp/x", "optim.betas=[0.8,0.9]", "data.channels=[DNA,RNA]"])
     assert config.optim.betas == [0.8, 0.9] and config.data.channels == ["DNA", "RNA"]
     assert config.to_dict()["optim"]["betas"] == [0.8, 0.9]
+
+
+def test_a_saved_config_yaml_reads_back_as_the_same_config(tmp_path):
+    config = load_config(CONFIGS / "ca-s16.yaml", ["data.path=/tmp/x", "optim.grad_clip=null", "data.channels=[a,b]"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
 
 
 def test_the_demo_run_config_trains_the_demo_preset():

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from modeling_phenom.image_processing_phenom import UINT16_RULES
+from phenom_data.atomic import atomic_write_text
 
 
 @dataclass
@@ -259,7 +260,8 @@ def gradient_accumulation_steps(config: TrainConfig, num_processes: int) -> int:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """The resolved config as YAML (`config.yaml` of a run), written atomically."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 __all__ = [
