@@ -17,22 +17,19 @@ part), and `ModelCard.load(path).data.eval_results` gives back every value exact
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from eval.benchmarks import metric_family, metric_title, sort_metric_names
-from eval.results import EvalResults, ResultsError, read_all_results
+from eval.results import EvalResults, read_all_results
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
-from phenom_data.errors import command, report_error
 from phenom_data.paths import resolve_inside, safe_component
 
 from .model_info import (
-    LicenseError,
     ModelDescription,
-    ModelSourceError,
     describe_model,
     resolve_license,
     training_datasets,
@@ -473,103 +470,79 @@ def _package_version() -> str:
         return "unknown"
 
 
-# ----------------------------------------------------------------------------------------------- command line
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Write a Hugging Face model card (README.md) whose model-index holds benchmark results, and "
-                    "optionally push it to the Hub.",
-        epilog="examples:\n"
-               "  phenom card --results runs/eval --model runs/pretrain/final --out card/\n"
-               "  phenom card --results runs/eval runs/probe --model runs/pretrain/final --out card/ "
-               "--push me/phenom-s16 --dry-run",
-    )
-    parser.add_argument("--results", nargs="+", required=True, metavar="PATH",
-                        help="results.json files, or folders holding results.json or block<k>/results.json")
-    parser.add_argument("--model", required=True, help="the model: a save_pretrained directory or a Hub repo id")
-    parser.add_argument("--out", required=True, type=Path, help="folder for README.md and the results copies "
-                                                                    "(and model_files/ with --upload-model)")
-    parser.add_argument("--repo-id", help="the Hub repo the card is for (used by the how-to snippet); defaults to "
-                                          "--push, else the model's repo id")
-    parser.add_argument("--name", help="model name in the card and its model-index (default: repo id or folder)")
-    parser.add_argument("--revision", help="revision of a Hub --model")
-    parser.add_argument("--cache-dir", type=Path, help="Hugging Face cache for a Hub --model (default: HF_HUB_CACHE)")
-    parser.add_argument("--training-config", type=Path,
-                        help="the training run's resolved config.yaml (default: found beside the model directory)")
-    parser.add_argument("--allow-multiple-datasets", action="store_true",
-                        help="accept results on different datasets in one card")
-    parser.add_argument("--license", help="license of the weights (SPDX id or 'other'; converted OpenPhenom weights "
-                                          "always keep Recursion's non-commercial license)")
-    parser.add_argument("--license-name", help="license name when --license other")
-    parser.add_argument("--license-link", help="license link when --license other")
-    parser.add_argument("--base-model", help="Hub id of the model these weights derive from")
-    push = parser.add_argument_group("publishing (huggingface_hub)")
-    push.add_argument("--push", metavar="REPO_ID", help="push the card (and the results copies) to this Hub repo")
-    push.add_argument("--dry-run", action="store_true", help="with --push: write the files and print the exact Hub "
-                                                             "operations without running them")
-    push.add_argument("--metadata-only", action="store_true",
-                      help="with --push: merge front matter and model-index into the repo's existing README with "
-                           "metadata_update instead of replacing it")
-    push.add_argument("--create-pr", action="store_true", help="with --metadata-only: open a pull request")
-    push.add_argument("--upload-model", action="store_true",
-                      help="with --push: also upload the files of the local --model directory, with the Phenom "
-                           "source files and auto_map the Hub needs to load it without Phenom "
-                           "(trust_remote_code=True); written to OUT/model_files first")
-    push.add_argument("--private", action="store_true", help="with --push: create the repo private")
-    return parser
+# ----------------------------------------------------------------------------------------------- the command's work
+@dataclass(frozen=True)
+class CardResult:
+    """What `card` wrote and did.
+
+    Attributes:
+        readme: the card, `<out>/README.md`.
+        results_copies: `(local file, path in repo)` of every results copy (under `<out>/phenom_results/`).
+        num_metrics: entries in the card's model-index.
+        operations: the Hub operations of the push, in order (empty without `push`); run unless `dry_run`.
+        outcomes: what each operation returned, in the same order (empty for a dry run or no push).
+    """
+
+    readme: Path
+    results_copies: list[tuple[Path, str]]
+    num_metrics: int
+    operations: list = field(default_factory=list)
+    outcomes: list = field(default_factory=list)
 
 
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from .publish import PublishError, execute, plan_push, print_plan, require_push_credentials, stage_model_files
+def card(results: Sequence[str | Path], model: str, out: str | Path, *, repo_id: str | None = None,
+         name: str | None = None, revision: str | None = None, cache_dir: str | Path | None = None,
+         training_config: str | Path | None = None, allow_multiple_datasets: bool = False,
+         license: str | None = None, license_name: str | None = None, license_link: str | None = None,
+         base_model: str | None = None, push: str | None = None, dry_run: bool = False,
+         metadata_only: bool = False, create_pr: bool = False, upload_model: bool = False,
+         private: bool = False) -> CardResult:
+    """`phenom card`: read the results files (or folders), describe `model` (a save_pretrained directory or a Hub
+    id), write `<out>/README.md` and the results copies, and with `push` publish them (`hub_cards.publish`).
 
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    for flag in ("dry_run", "metadata_only", "upload_model", "private"):
-        if getattr(args, flag) and not args.push:
-            parser.error(f"--{flag.replace('_', '-')} needs --push REPO_ID")
-    if args.create_pr and not args.metadata_only:
-        parser.error("--create-pr needs --metadata-only (upload_file commits each file on its own)")
-    try:
-        # Refuse before any work: a push without credentials would fail only after the card is built.
-        token = None if args.dry_run or not args.push else require_push_credentials()
-        results = read_all_results(args.results)
-        model = describe_model(args.model, revision=args.revision, training_config=args.training_config,
-                               cache_dir=args.cache_dir)
-        if args.upload_model and model.local_dir is None:
-            raise CardError("--upload-model needs a local --model directory")
-        card = build_card(results, model, repo_id=args.repo_id or args.push, model_name=args.name,
-                          allow_multiple_datasets=args.allow_multiple_datasets, license=args.license,
-                          license_name=args.license_name, license_link=args.license_link, base_model=args.base_model)
-        readme, copies = write_card(card, args.out, results)
-        print(f"wrote {readme} ({len(card.data.eval_results)} model-index metrics) and {len(copies)} results copies")
-        if args.push:
-            model_files = []
-            if args.upload_model:
-                model_files = stage_model_files(model.local_dir, args.out / MODEL_FILES_FOLDER)
-            operations = plan_push(
-                args.push, readme, copies, card_metadata=card.data.to_dict(), metadata_only=args.metadata_only,
-                create_pr=args.create_pr, private=args.private, model_files=model_files,
-            )
-            if args.dry_run:
-                print_plan(operations)
-            else:
-                execute(operations, token)
-    except (ResultsError, ModelSourceError, LicenseError, CardError, PublishError) as error:
-        return report_error(prog or "phenom card", error)
-    return 0
+    `repo_id` defaults to `push`; the other card arguments are `build_card`'s. `dry_run`, `metadata_only`,
+    `upload_model` and `private` need `push`, `create_pr` needs `metadata_only`. Raises `CardError` (and the
+    `ValueError`s of `read_all_results` / `describe_model`) for bad input, `PublishError` when a push cannot start
+    (no token, offline: checked before any work) or the Hub refuses an operation.
+    """
+    from .publish import execute, plan_push, require_push_credentials, stage_model_files
+
+    for flag, value in (("dry_run", dry_run), ("metadata_only", metadata_only), ("upload_model", upload_model),
+                        ("private", private)):
+        if value and not push:
+            raise CardError(f"--{flag.replace('_', '-')} needs --push REPO_ID")
+    if create_pr and not metadata_only:
+        raise CardError("--create-pr needs --metadata-only (upload_file commits each file on its own)")
+    # Refuse before any work: a push without credentials would fail only after the card is built.
+    token = None if dry_run or not push else require_push_credentials()
+    read = read_all_results(results)
+    description = describe_model(model, revision=revision, training_config=training_config, cache_dir=cache_dir)
+    if upload_model and description.local_dir is None:
+        raise CardError("--upload-model needs a local --model directory")
+    built = build_card(read, description, repo_id=repo_id or push, model_name=name,
+                       allow_multiple_datasets=allow_multiple_datasets, license=license, license_name=license_name,
+                       license_link=license_link, base_model=base_model)
+    readme, copies = write_card(built, out, read)
+    operations, outcomes = [], []
+    if push:
+        model_files = stage_model_files(description.local_dir, Path(out) / MODEL_FILES_FOLDER) if upload_model else []
+        operations = plan_push(push, readme, copies, card_metadata=built.data.to_dict(), metadata_only=metadata_only,
+                               create_pr=create_pr, private=private, model_files=model_files)
+        if not dry_run:
+            outcomes = execute(operations, token)
+    return CardResult(readme, copies, len(built.data.eval_results), operations, outcomes)
 
 
 __all__ = [
     "CardError",
+    "CardResult",
     "TASK_NAME",
     "TASK_TYPE",
     "build_card",
-    "build_parser",
+    "card",
     "check_results",
     "eval_results_of",
     "get_started_snippet",
-    "main",
     "model_index_metric_type",
     "results_paths_in_repo",
     "write_card",

@@ -14,7 +14,6 @@ rows look alike; two results files with the same model, block, correction and da
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -24,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.benchmarks import metric_title, sort_metric_names
-from eval.results import EvalResults, ResultsError, read_all_results
+from eval.results import EvalResults, read_all_results
 from phenom_data.atomic import atomic_write_bytes, atomic_write_text
-from phenom_data.errors import command, report_error
 
 from .references import dataset_identity
 
@@ -216,40 +214,35 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-# ----------------------------------------------------------------------------------------------- command line
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Compare benchmark results across models and blocks: leaderboard.md, leaderboard.csv "
-                               "(model, block, one column per metric) and leaderboard.png.")
-    parser.add_argument("--results", nargs="+", required=True, metavar="PATH",
-                        help="results.json files, or folders holding results.json or block<k>/results.json")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--sort", help=f"metric to sort the rows by (default {DEFAULT_SORT_METRIC} when present)")
-    parser.add_argument("--metrics", help="comma-separated metric columns, in this order (default: all)")
-    parser.add_argument("--title", default="Leaderboard", help="markdown title")
-    args = parser.parse_args(argv)
-    try:
-        board = build_leaderboard(read_all_results(args.results), sort_metric=args.sort,
-                                  metrics=[name.strip() for name in args.metrics.split(",")] if args.metrics else None)
-        written = write_leaderboard(board, args.out, args.title)
-    except (ResultsError, LeaderboardError) as error:
-        return report_error(prog or "phenom leaderboard", error)
-    print(f"{len(board.rows)} rows x {len(board.metrics)} metrics, sorted by {board.sort_metric}: "
-          + ", ".join(str(path) for path in written.values()))
-    return 0
+# ----------------------------------------------------------------------------------------------- the command's work
+@dataclass(frozen=True)
+class LeaderboardResult:
+    """What `leaderboard` built and wrote: the table and its files (`markdown`, `csv`, `png` -> path)."""
+
+    board: Leaderboard
+    files: dict[str, Path]
+
+
+def leaderboard(results: Sequence[str | Path], out: str | Path, *, sort: str | None = None,
+                metrics: Sequence[str] | None = None, title: str = "Leaderboard") -> LeaderboardResult:
+    """`phenom leaderboard`: read the results files (or folders holding them), build the table (`build_leaderboard`:
+    rows sorted by `sort`, columns `metrics` in that order, default all) and write it into `out`
+    (`write_leaderboard`). Raises `ResultsError` / `LeaderboardError` (`ValueError`s) for bad input, before writing."""
+    board = build_leaderboard(read_all_results(results), sort_metric=sort, metrics=metrics)
+    return LeaderboardResult(board, write_leaderboard(board, out, title))
 
 
 __all__ = [
     "DEFAULT_SORT_METRIC",
     "Leaderboard",
     "LeaderboardError",
+    "LeaderboardResult",
     "LeaderboardRow",
     "build_leaderboard",
+    "leaderboard",
     "leaderboard_csv",
     "leaderboard_markdown",
     "leaderboard_png",
-    "main",
     "plotted_metrics",
     "write_leaderboard",
 ]

@@ -19,6 +19,7 @@ Credentials are checked before any work: no token (`HF_TOKEN` or `hf auth login`
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 COMMIT_PREFIX = "phenom card"
+logger = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
@@ -119,22 +121,18 @@ def plan_push(repo_id: str, readme: Path, results_copies: Sequence[tuple[Path, s
     return operations
 
 
-def print_plan(operations: Sequence[HubOperation]) -> None:
-    """Print the operations a push would run (the dry run)."""
-    print(f"dry run: {len(operations)} huggingface_hub operations would run, in this order (token omitted):")
-    for number, operation in enumerate(operations, start=1):
-        print(f"{number}. {operation.describe()}")
-
-
-def execute(operations: Sequence[HubOperation], token: str) -> None:
-    """Run the operations in order; the first failure stops the push with an error naming it."""
+def execute(operations: Sequence[HubOperation], token: str) -> list:
+    """Run the operations in order and return what each returned; the first failure stops the push with an error
+    naming it. Each finished operation is logged (INFO) as it completes."""
+    outcomes = []
     for number, operation in enumerate(operations, start=1):
         try:
-            outcome = operation.run(token)
+            outcomes.append(operation.run(token))
         except Exception as error:  # any Hub failure: auth, network, permissions, conflicts
             raise PublishError(f"push stopped at operation {number}/{len(operations)} {operation.describe()}: "
                                f"{type(error).__name__}: {error}") from error
-        print(f"{number}/{len(operations)} {operation.function}: {outcome}")
+        logger.info("%d/%d %s: %s", number, len(operations), operation.function, outcomes[-1])
+    return outcomes
 
 
 def _upload(repo_id: str, local: Path, path_in_repo: str, message: str) -> HubOperation:
@@ -142,5 +140,5 @@ def _upload(repo_id: str, local: Path, path_in_repo: str, message: str) -> HubOp
                                         "repo_id": repo_id, "repo_type": "model", "commit_message": message})
 
 
-__all__ = ["HubOperation", "PublishError", "execute", "plan_push", "print_plan", "require_push_credentials",
+__all__ = ["HubOperation", "PublishError", "execute", "plan_push", "require_push_credentials",
            "stage_model_files"]

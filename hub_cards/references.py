@@ -71,6 +71,7 @@ def dataset_identity(dataset: str) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------------ models
 PRESET_TITLES = {
     "tiny": "tiny (a demo-sized channel-agnostic MAE)",
+    "demo": "demo (`phenom demo`'s model: tiny at 64 px with 8 px patches)",
     "ca-s16": "ca-s16 (CA-MAE-S/16, the OpenPhenom geometry)",
     "ca-b16": "ca-b16 (CA-MAE-B/16)",
     "l16": "l16 (MAE-L/16)",

@@ -4,7 +4,7 @@
 `PhenomForMaskedImageModeling` (AutoModelForMaskedImageModeling, AutoModelForPreTraining) and `PhenomImageProcessor`
 with the transformers Auto classes, Phenom's `image-feature-extraction` pipeline (`pipeline_phenom`; other models
 keep transformers' own) and the legacy model_type ``"MAE"`` of the released `recursionpharma/OpenPhenom` checkpoint
-(`convert_openphenom`), so that `AutoModel.from_pretrained("recursionpharma/OpenPhenom")` loads it without remote
+(`openphenom`), so that `AutoModel.from_pretrained("recursionpharma/OpenPhenom")` loads it without remote
 code. Where Phenom is not installed, a directory it saved loads with `trust_remote_code=True` (`modeling_phenom.py`).
 """
 
@@ -20,7 +20,6 @@ from transformers import (
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_phenom import PRESETS, PhenomConfig
-from .convert_openphenom import OpenPhenomConfig, OpenPhenomForMaskedImageModeling, OpenPhenomModel
 from .image_processing_phenom import PhenomImageProcessor
 from .modeling_phenom import (
     PhenomForMaskedImageModeling,
@@ -29,6 +28,7 @@ from .modeling_phenom import (
     PhenomModelOutput,
     PhenomPreTrainedModel,
 )
+from .openphenom import OpenPhenomConfig, OpenPhenomForMaskedImageModeling, OpenPhenomModel
 from .pipeline_phenom import PIPELINE_TASK, PhenomImageFeatureExtractionPipeline
 
 AutoConfig.register(PhenomConfig.model_type, PhenomConfig, exist_ok=True)

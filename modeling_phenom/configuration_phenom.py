@@ -16,31 +16,9 @@ DECODER_TYPES = ("channel_agnostic", "standard")
 FOURIER_LOSS_MODES = ("reference", "per_patch")
 ATTENTION_INITS = ("trunc_normal", "xavier_uniform")
 
-# Shared by every preset unless it overrides a value: the recipe of the released models (paper.md §1.2, §1.5).
-_COMMON = dict(
-    image_size=256,
-    hidden_act="gelu",
-    block_type="parallel",
-    qk_norm=True,
-    qkv_bias=False,
-    layer_scale_init_value=1e-4,
-    legacy_bias_routing=False,
-    layer_norm_eps=1e-6,
-    initializer_range=0.02,
-    decoder_hidden_size=512,
-    decoder_num_hidden_layers=8,
-    decoder_num_attention_heads=16,
-    decoder_intermediate_size=2048,
-    decoder_num_modalities=6,
-    decoder_cross_attention_heads=8,
-    decoder_layer_norm_eps=1e-6,
-    mask_ratio=0.75,
-    fourier_loss_weight=0.01,
-    mask_fourier_loss=True,
-    fourier_loss_mode="per_patch",
-    pixel_scale=255.0,
-)
-
+# Each preset names what differs from `PhenomConfig.__init__`'s defaults (the recipe of the released models,
+# paper.md §1.2, §1.5: 256 px crops, parallel blocks with qk-norm and LayerScale, CA decoder 512 x 8, mask 0.75,
+# Fourier weight 0.01) and its whole geometry; the defaults themselves live in `__init__` only.
 PRESETS: dict[str, dict] = {
     # A few-minute CPU model for the demo and tests: the CA-MAE family at a toy width.
     "tiny": dict(
@@ -48,6 +26,16 @@ PRESETS: dict[str, dict] = {
         num_attention_heads=4, intermediate_size=512, drop_path_rate=0.0, decoder_type="channel_agnostic",
         decoder_hidden_size=64, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
         decoder_intermediate_size=256, decoder_cross_attention_heads=4,
+    ),
+    # `phenom demo`'s model (train/configs/tiny.yaml): `tiny` on 64 px crops with 8 px patches (the 8 x 8 grid of
+    # `tiny`, the patch scale where synth data's masked-patch signal is), Xavier attention inputs, decoder qk-norm and
+    # a cross-attention whose keys start equal to its queries, so it learns within 40 steps (docs/design.md, Training).
+    "demo": dict(
+        image_size=64, patch_size=8, num_channels=6, channel_agnostic=True, hidden_size=128, num_hidden_layers=4,
+        num_attention_heads=4, intermediate_size=512, drop_path_rate=0.0, attention_init="xavier_uniform",
+        decoder_type="channel_agnostic", decoder_hidden_size=64, decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=4, decoder_intermediate_size=256, decoder_cross_attention_heads=4,
+        decoder_qk_norm=True, decoder_tied_qk_init=True,
     ),
     # OpenPhenom geometry (openphenom.md §2): position table for 11 channels, CA decoder 512 x 8 per channel.
     "ca-s16": dict(
@@ -251,11 +239,11 @@ class PhenomConfig(PreTrainedConfig):
     # ------------------------------------------------------------------ presets
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PhenomConfig:
-        """The named geometry (`tiny`, `ca-s16`, `ca-b16`, `l16`, `l8`, `g8`) with optional field overrides."""
+        """The named geometry (`tiny`, `demo`, `ca-s16`, `ca-b16`, `l16`, `l8`, `g8`) with optional field overrides;
+        what a preset leaves out is `__init__`'s default."""
         if name not in PRESETS:
             raise ValueError(f"Unknown Phenom preset {name!r}; valid presets: {', '.join(PRESETS)}")
-        values = {**_COMMON, **copy.deepcopy(PRESETS[name]), **overrides}
-        return cls(**values)
+        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
 
     # --------------------------------------------------------------- derived
     @property

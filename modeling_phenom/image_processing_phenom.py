@@ -159,6 +159,12 @@ class PhenomImageProcessor(BaseImageProcessor):
         self.uint16_percentiles = [low, high]
 
     @classmethod
+    def from_config(cls, config, **kwargs) -> PhenomImageProcessor:
+        """The processor of a model config: views of `config.image_size` pixels (the model owns the crop size; every
+        `preprocessor_config.json` written beside a model comes from here), other settings from `kwargs`."""
+        return cls(crop_size=int(config.image_size), **kwargs)
+
+    @classmethod
     def from_model(cls, model: str | os.PathLike, revision: str | None = None, **kwargs) -> PhenomImageProcessor:
         """The processor a saved model embeds with: its `preprocessor_config.json`, else one derived from its config
         (`crop_size = config.image_size`, the other settings at their defaults; OpenPhenom's Hub repo has no
@@ -199,8 +205,7 @@ class PhenomImageProcessor(BaseImageProcessor):
         if has_processor:
             return cls.from_pretrained(model, revision=revision, **kwargs)
         # AutoConfig knows Phenom and OpenPhenom's legacy "MAE" type once `modeling_phenom` is imported.
-        config = AutoConfig.from_pretrained(model, revision=revision, **kwargs)
-        return cls(crop_size=int(config.image_size))
+        return cls.from_config(AutoConfig.from_pretrained(model, revision=revision, **kwargs))
 
     def settings(self) -> dict:
         """What decides the views, for provenance records: crop size, 16-bit rule (and its percentiles)."""

@@ -14,11 +14,15 @@ from phenom_data.errors import DEBUG_ENV, DEBUG_FLAG, USER_ERRORS, debug_flag_ap
 
 # name -> (module with `main(argv, prog)`, one-line help). Only subcommands that exist are listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("hub_cards.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"),
-    "card": ("hub_cards.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
-    "leaderboard": ("hub_cards.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"),
-    "pretrain": ("train.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
-    "convert": ("modeling_phenom.convert_openphenom", "convert the released OpenPhenom checkpoint to Phenom format"),
+    "demo": (
+        "phenom.commands.demo", "the whole loop on a generated screen in minutes on a CPU: train, embed, score, card"
+    ),
+    "card": ("phenom.commands.card", "model card (README.md with model-index) from results JSON; --push to the Hub"),
+    "leaderboard": (
+        "phenom.commands.leaderboard", "one table of results across models and blocks: markdown, CSV, PNG"
+    ),
+    "pretrain": ("phenom.commands.pretrain", "MAE pretraining (Lion, one-cycle cosine, Fourier loss) with accelerate"),
+    "convert": ("phenom.commands.convert", "convert the released OpenPhenom checkpoint to Phenom format"),
     "embed": ("phenom.commands.embed", "embed every well of a dataset with a model: one parquet per block"),
     "eval": ("phenom.commands.eval", "batch correction, the paper's benchmarks and plots from an embeddings file"),
     "verify-openphenom": (
@@ -28,7 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("phenom.commands.probe", "block-wise linear probe: balanced accuracy per block on held-out experiments"),
     "trim": ("phenom.commands.trim", "a model trimmed to its first k blocks, with the compute it saves"),
     "curate": ("phenom.commands.curate", "perturbation-consistency curation: the well list pretraining reads"),
-    "synth": ("phenom_data.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
+    "synth": ("phenom.commands.synth", "generate a synthetic RxRx-like dataset (RxRx3-core layout, planted biology)"),
 }
 
 

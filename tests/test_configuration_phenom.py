@@ -22,6 +22,12 @@ def test_every_preset_instantiates_on_meta(name):
     assert trainable > 0 and total >= trainable
 
 
+def test_a_preset_leaves_the_defaults_to_init():
+    # What a preset does not name is PhenomConfig.__init__'s default (no second copy of the defaults).
+    assert "mask_ratio" not in PRESETS["ca-s16"] and PhenomConfig.from_preset("ca-s16").mask_ratio == 0.75
+    assert PhenomConfig.from_preset("l8").to_dict() == PhenomConfig(**PRESETS["l8"]).to_dict()
+
+
 def test_ca_s16_encoder_has_openphenom_parameter_count():
     # openphenom.md §2.2: 22,459,776 encoder values, of which the frozen sin-cos table is 1,081,728.
     trainable, total = count_parameters(PhenomConfig.from_preset("ca-s16"))

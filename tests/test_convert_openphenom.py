@@ -18,15 +18,15 @@ from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoModel, AutoModelForMaskedImageModeling
 
 from modeling_phenom import OpenPhenomConfig, PhenomConfig, PhenomForMaskedImageModeling, PhenomModel
-from modeling_phenom.convert_openphenom import (
+from modeling_phenom.openphenom import (
     OpenPhenomWeightsError,
-    convert_openphenom,
     openphenom_shapes,
     openphenom_to_phenom_state_dict,
     phenom_to_openphenom_state_dict,
     read_openphenom_weights,
     translate_openphenom_config,
 )
+from phenom.convert_writer import convert_openphenom
 
 TINY_CONFIG = json.loads((TINY / "config.json").read_text())
 INPUTS = load_file(TINY / "inputs.safetensors")
@@ -427,3 +427,17 @@ def test_convert_native_config_translates_like_the_auto_config():
     native = PhenomConfig(**translate_openphenom_config(TINY_CONFIG))
     legacy = OpenPhenomConfig(**TINY_CONFIG)
     assert native.to_dict() == {**legacy.to_dict(), "model_type": "phenom"}
+
+
+def test_import_modeling_phenom_loads_no_conversion_writer_or_command_line():
+    # from_pretrained needs the legacy loading code only; the writer and its argparse live in the command layer.
+    probe = ("import sys, modeling_phenom\n"
+             "ours = {name: module for name, module in sys.modules.items() if name.split('.')[0] in "
+             "('modeling_phenom', 'phenom')}\n"
+             "print(sorted(name for name, module in ours.items() if hasattr(module, 'convert_openphenom') "
+             "or hasattr(module, 'main') or hasattr(module, 'build_parser')))\n"
+             "print(sorted(name for name in ours if name.split('.')[0] == 'phenom'))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["[]", "[]"]

@@ -10,7 +10,8 @@ import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hub_cards.demo import MODELS, STATE_FILE, DemoError, main, prepare_output
+from phenom.commands.demo import main
+from phenom.demo import MODELS, STATE_FILE, DemoError, DemoOutputError, demo, prepare_output
 
 SETTINGS = {"size": "tiny", "steps": 2, "seed": 0}
 
@@ -93,3 +94,28 @@ def test_other_settings_need_overwrite_which_replaces_the_run(tmp_path):
     state, mode = prepare_output(out, other, overwrite=True)
     assert mode == "overwrite" and state == {"settings": other, "done": [], "seconds": {}}
     assert not (out / "leftover.txt").exists()
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(DemoOutputError, match="--steps must be >= 1, got 0"):
+        demo(tmp_path / "demo", size="tiny", steps=0)
+    with pytest.raises(DemoOutputError, match="size must be one of tiny, small, medium, got 'huge'"):
+        demo(tmp_path / "demo", size="huge")
+    assert main(["--out", str(tmp_path / "demo"), "--size", "tiny", "--steps", "0"]) == 2
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_failing_stage_is_a_demo_error_naming_it_and_stays_to_do(tmp_path):
+    from phenom.demo import run_stage
+
+    out = tmp_path / "demo"
+    state, _ = prepare_output(out, SETTINGS, overwrite=False)
+
+    def broken():
+        raise FileNotFoundError("no such embeddings file: x.parquet")
+
+    with pytest.raises(DemoError, match="embed failed: no such embeddings file: x.parquet. Re-run the same command"):
+        run_stage(state, out, "embed", broken)
+    assert "embed" not in state["done"]
+    assert json.loads((out / STATE_FILE).read_text())["done"] == []

@@ -52,7 +52,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical_and_splits_the_wells(
     out = tmp_path / "ddp"
     result = launch(REPO_ROOT / "train" / "accelerate" / "ddp.yaml", out, synth_data, "max_steps=4",
                     "checkpoint_every=4", cpu_env=True)
-    assert "processes 2" in result.stdout
+    assert "processes 2" in result.stderr
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["processes"] == 2 and summary["distributed_type"].endswith("MULTI_CPU")
     first, second = summary["replica_parameter_sums"]
@@ -87,7 +87,7 @@ def test_deepspeed_zero3_trains_checkpoints_resumes_and_exports_the_gathered_wei
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(out / "checkpoints" / "step_2", resumed / "checkpoints" / "step_2")
     result = launch(config_file, resumed, synth_data, "max_steps=4", "checkpoint_every=2", "--resume", "latest")
-    assert "resumed from" in result.stdout
+    assert "resumed from" in result.stderr
     expected, got = losses(out), losses(resumed)
     assert sorted(got) == [3, 4]
     for step in (3, 4):

@@ -249,7 +249,7 @@ def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, mon
     monkeypatch.setattr(embed, "well_means", means)
     capsys.readouterr()
     assert run_embed_command(model_dir, dataset, tmp_path / "mixed.parquet", "--dtype", "float32") == 2
-    assert re.search(r'other settings \(.*dtype: was "bfloat16", now "float32"', capsys.readouterr().err)
+    assert re.search(r"other settings \(.*dtype: was \W?bfloat16\W?, now \W?float32", capsys.readouterr().err)
 
 
 def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):

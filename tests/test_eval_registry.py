@@ -15,9 +15,9 @@ import eval.benchmarks as benchmarks
 from eval.benchmarks import metric_family, metric_title, registry, sort_metric_names
 from eval.results import read_all_results
 from hub_cards.card import build_card
-from hub_cards.leaderboard import main as leaderboard_main
 from hub_cards.model_info import describe_model
 from phenom.commands.eval import main as eval_main
+from phenom.commands.leaderboard import main as leaderboard_main
 
 EXTRA_BENCHMARK = '''
 """A benchmark in one file: the number of wells scored."""

@@ -18,9 +18,10 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from eval.results import ResultsError, read_all_results
-from hub_cards.card import CardError, build_card, get_started_snippet, main, write_card
+from hub_cards.card import CardError, build_card, get_started_snippet, write_card
 from hub_cards.model_info import LicenseError, ModelSourceError, describe_model
 from hub_cards.publish import PublishError, plan_push, stage_model_files
+from phenom.commands.card import main
 
 RESULTS = FIXTURES / "hub_cards"
 REPO_ID = "phenom-tests/phenom-small"
@@ -341,3 +342,28 @@ def test_results_of_several_models_or_the_same_metric_twice_are_errors(small_mod
         build_card(read_all_results([RESULTS / "small_eval", RESULTS / "other_eval"]), model)
     with pytest.raises(CardError, match="'recall_CORUM_0.05_0.95' .*block 2.* is reported twice"):
         build_card(read_all_results([RESULTS / "small_eval", RESULTS / "small_eval" / "block2"]), model)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"dry_run": True}, "--dry-run needs --push REPO_ID"),
+    ({"push": REPO_ID, "create_pr": True}, "--create-pr needs --metadata-only"),
+])
+def test_card_refuses_push_flags_that_do_not_fit_before_any_work(flags, message, tmp_path):
+    from hub_cards.card import card
+
+    with pytest.raises(CardError, match=message):
+        card([RESULTS / "small_eval"], str(tmp_path / "not-even-read"), tmp_path / "card", **flags)
+    assert not (tmp_path / "card").exists()
+
+
+def test_card_function_writes_the_card_and_returns_what_it_wrote(small_model, tmp_path):
+    from hub_cards.card import card
+
+    result = card([RESULTS / "small_eval"], str(small_model), tmp_path / "card", push=REPO_ID, dry_run=True)
+    assert result.readme == tmp_path / "card" / "README.md" and result.readme.is_file()
+    assert result.num_metrics == len(ModelCard.load(result.readme).data.eval_results) > 0
+    assert [path for _, path in result.results_copies] == ["phenom_results/RxRx3-core/block2_pca-centerscale.json",
+                                                           "phenom_results/RxRx3-core/block3_pca-centerscale.json"]
+    assert [operation.function for operation in result.operations] == ["create_repo", "upload_file", "upload_file",
+                                                                       "upload_file"]
+    assert result.outcomes == []  # a dry run runs nothing

@@ -9,7 +9,8 @@ from conftest import FIXTURES
 from PIL import Image
 
 from eval.results import read_all_results
-from hub_cards.leaderboard import LeaderboardError, build_leaderboard, main
+from hub_cards.leaderboard import LeaderboardError, build_leaderboard
+from phenom.commands.leaderboard import main
 
 RESULTS = FIXTURES / "hub_cards"
 
@@ -59,3 +60,14 @@ def test_leaderboard_bad_input_is_named():
         build_leaderboard(read_all_results([RESULTS / "small_probe"]), sort_metric="probe_best_block")
     with pytest.raises(LeaderboardError, match="--metrics names metrics no results file reports: recall_X"):
         build_leaderboard(results, metrics=["recall_X"])
+
+
+def test_leaderboard_function_returns_the_table_and_the_files_it_wrote(tmp_path):
+    from hub_cards.leaderboard import leaderboard
+
+    result = leaderboard([RESULTS / "small_eval", RESULTS / "other_eval"], tmp_path / "board",
+                         metrics=["recall_CORUM_0.05_0.95"], title="Two models")
+    assert result.board.metrics == ["recall_CORUM_0.05_0.95"] and len(result.board.rows) == 4
+    assert result.files == {kind: tmp_path / "board" / f"leaderboard.{suffix}"
+                            for kind, suffix in (("markdown", "md"), ("csv", "csv"), ("png", "png"))}
+    assert result.files["markdown"].read_text().startswith("# Two models")

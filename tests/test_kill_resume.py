@@ -117,7 +117,7 @@ def test_pretrain_killed_at_every_write_resumes_to_the_uninterrupted_run(synth_d
     run("final-export", 1, command)  # step 8 checkpointed; final/ being put in place
     assert not (killed / "final").exists() and (killed / "final.tmp").is_dir()
     result = run("none", 0, command, expect_kill=False)
-    assert f"resumed from {killed / 'checkpoints' / 'step_8'} at step 8" in result.stdout
+    assert f"resumed from {killed / 'checkpoints' / 'step_8'} at step 8" in result.stderr
 
     assert sorted(losses(killed)) == list(range(1, 9))
     expected = losses(reference)

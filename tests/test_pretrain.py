@@ -58,6 +58,23 @@ def test_accelerate_launch_from_a_checkout_trains_and_exports(synth_data, tmp_pa
     assert (out / "final" / "preprocessor_config.json").is_file()
 
 
+def test_pretrain_is_a_function_that_returns_what_it_wrote(synth_data, tmp_path, monkeypatch):
+    # The library call the command layer (and the demo) make: no argv, a typed result, the crop from the model config.
+    from train.config import load_config
+    from train.pretrain import PretrainResult, pretrain
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    config = load_config(TINY, [f"data.path={synth_data}", f"output_dir={tmp_path / 'run'}", "max_steps=2",
+                                "checkpoint_every=2", "progress=false", "model.overrides.image_size=32",
+                                "model.overrides.patch_size=16", "global_batch_size=4", "per_device_batch_size=4",
+                                "data.shuffle_buffer_size=8", *QUIET])
+    result = pretrain(config)
+    assert isinstance(result, PretrainResult) and result.main_process and result.processes == 1
+    assert (result.steps, result.last_checkpoint, result.final_dir) == (2, 2, tmp_path / "run" / "final")
+    processor = json.loads((result.final_dir / "preprocessor_config.json").read_text())
+    assert processor["crop_size"] == json.loads((result.final_dir / "config.json").read_text())["image_size"] == 32
+
+
 def test_tiny_config_learns_masked_patches_on_synth_data_within_40_steps(synth_data, tmp_path):
     # The tiny config as shipped (8 px patches on 64 px crops, decoder qk-norm, Xavier attention inputs, tied
     # query/key init of the decoder cross-attention), 40 steps logged every step: the mean of the last five losses
@@ -95,7 +112,7 @@ def test_sigkill_then_resume_gives_the_losses_of_an_uninterrupted_run(synth_data
 
     result = run([sys.executable, "-m", "phenom", "pretrain", *common, f"output_dir={killed}", "--resume", "latest"])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resumed from {survived[-1]}" in result.stdout
+    assert f"resumed from {survived[-1]}" in result.stderr
     expected, got = losses(reference), losses(killed)
     assert sorted(got) == list(range(1, 13))
     for step in range(resumed_from + 1, 13):

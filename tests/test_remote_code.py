@@ -25,7 +25,7 @@ from transformers import (
 from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
-from modeling_phenom.convert_openphenom import convert_openphenom
+from phenom.convert_writer import convert_openphenom
 
 CODE_FILES = ["configuration_phenom.py", "image_processing_phenom.py", "modeling_phenom.py", "pipeline_phenom.py"]
 AUTO_MAP = {
@@ -183,4 +183,4 @@ def test_a_model_loaded_from_openphenoms_legacy_layout_saves_a_plain_directory(t
     legacy = AutoModel.from_pretrained(hub_directory(tmp_path / "OpenPhenom"))
     legacy.save_pretrained(tmp_path / "native")
     assert "auto_map" not in json.loads((tmp_path / "native" / "config.json").read_text())
-    assert not list((tmp_path / "native").glob("*.py"))  # convert_openphenom.py is no part of the remote code
+    assert not list((tmp_path / "native").glob("*.py"))  # the conversion writer is no part of the remote code

@@ -396,3 +396,9 @@ def test_phenom_synth_command(tmp_path, capsys):
         main(["synth", "--out", str(tmp_path / "bad"), "--image-size", "300"])
     assert error.value.code == 2
     assert "invalid choice: 300" in capsys.readouterr().err
+
+
+def test_workers_below_one_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        generate(tmp_path / "none", size="tiny", workers=0, progress=False)
+    assert not (tmp_path / "none").exists()

@@ -9,8 +9,9 @@ import torch
 import yaml
 from conftest import REPO_ROOT
 
+from modeling_phenom import PhenomConfig
 from train.checkpointing import STATE_FILE, checkpoint_dirs, resolve_resume
-from train.config import effective_peak_lr, gradient_accumulation_steps, load_config
+from train.config import effective_peak_lr, gradient_accumulation_steps, load_config, save_config
 from train.optim import Lion, one_cycle_schedule, parameter_groups
 
 CONFIGS = REPO_ROOT / "train" / "configs"
@@ -28,6 +29,42 @@ def test_unknown_config_key_lists_the_valid_ones():
         load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.learning_rate=1"])
     message = str(error.value)
     assert "optim.learning_rate" in message and "optim.peak_lr" in message and "optim.weight_decay" in message
+
+
+def test_config_errors_name_the_key_its_type_and_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"config key optim.reference_global_batch_size must be int or null, got 'x'"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.reference_global_batch_size=x"])
+    with pytest.raises(ValueError, match="config key optim.betas must be a list, got 0.9"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.betas=0.9"])
+    with pytest.raises(ValueError, match=r"optim.betas must be two numbers like \[0.9, 0.95\], got \[0.9, 0.95, "):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "optim.betas=[0.9,0.95,0.99]"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x", "max_steps"])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data:\n  path: /tmp/x\n  shuffle_buffer: 8\n")
+    with pytest.raises(ValueError, match=rf"shuffle_buffer; valid keys: data.path, data.metadata, .* \(in {typo}\)"):
+        load_config(typo)
+    typo.write_text("- max_steps\n")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        load_config(typo)
+    config = load_config(None, ["data.path=/tmp/x", "optim.betas=[0.8,0.9]", "data.channels=[DNA,RNA]"])
+    assert config.optim.betas == [0.8, 0.9] and config.data.channels == ["DNA", "RNA"]
+    assert config.to_dict()["optim"]["betas"] == [0.8, 0.9]
+
+
+def test_a_saved_config_yaml_reads_back_as_the_same_config(tmp_path):
+    config = load_config(CONFIGS / "ca-s16.yaml", ["data.path=/tmp/x", "optim.grad_clip=null", "data.channels=[a,b]"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+
+
+def test_the_demo_run_config_trains_the_demo_preset():
+    # The demo's model is a named preset with the numbers tiny.yaml overrode before (issue 25): same architecture.
+    config = load_config(CONFIGS / "tiny.yaml", ["data.path=/tmp/x"])
+    assert config.model.preset == "demo" and config.model.overrides == {}
+    tiny = PhenomConfig.from_preset("tiny", image_size=64, patch_size=8, attention_init="xavier_uniform",
+                                    decoder_qk_norm=True, decoder_tied_qk_init=True)
+    assert PhenomConfig.from_preset("demo").to_dict() == tiny.to_dict()
 
 
 def test_missing_data_path_is_named():

@@ -1,4 +1,5 @@
-"""Typed run configuration of `train/pretrain.py`: YAML file + dotted `key=value` overrides (STYLE rule 11).
+"""Typed run configuration of `train/pretrain.py`: YAML file + dotted `key=value` overrides (STYLE rule 11), merged
+by OmegaConf onto the structured schema of the dataclasses below.
 
 Every key is checked: an unknown key is an error that lists the valid ones, before any compute. The resolved
 configuration is written to the output directory (`config.yaml`) and to the trackers.
@@ -6,6 +7,7 @@ configuration is written to the output directory (`config.yaml`) and to the trac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -16,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from modeling_phenom.image_processing_phenom import UINT16_RULES
+from phenom_data.atomic import atomic_write_text
 
 
 @dataclass
@@ -51,7 +56,7 @@ class OptimConfig:
     peak_lr: float = 1e-4  # absolute at `reference_global_batch_size`
     reference_global_batch_size: int | None = None  # the batch `peak_lr` was set for; default: global_batch_size
     lr_scaling: str = "none"  # none | linear (peak_lr * global_batch_size / reference_global_batch_size)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # two numbers (checked in `validate`)
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1  # share of steps warming up from peak/initial_lr_divisor to peak
     initial_lr_divisor: float = 25.0
@@ -79,101 +84,82 @@ class TrainConfig:
     progress: bool = True  # the tqdm bar on the main process (progress=false for logs and scripted runs)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        """Plain nested dicts and lists, as `config.yaml` and `run.json` hold them."""
+        return OmegaConf.to_container(OmegaConf.structured(self))
 
 
-def _plain(value):
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
+def _section(key: str):
+    """The dataclass holding dotted `key` (`optim.peak_lr` -> OptimConfig) and the key's last part."""
+    cls, *parents = TrainConfig, *key.split(".")[:-1]
+    for part in parents:
+        field_type = typing.get_type_hints(cls).get(part)
+        if not dataclasses.is_dataclass(field_type):
+            return None, key
+        cls = field_type
+    return cls, key.rsplit(".", 1)[-1]
 
 
-def _build(cls, values: dict[str, Any], prefix: str = ""):
-    """Construct dataclass `cls` from a nested dict, rejecting unknown keys with the list of valid ones."""
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping, got {values!r}")
-    fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        valid = ", ".join(prefix + name for name in fields)
-        raise ValueError(f"unknown config key(s) {', '.join(prefix + key for key in unknown)}; valid keys: {valid}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, prefix=f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(prefix + name, hints[name], value)
-    return cls(**kwargs)
+def _expected(hint) -> str:
+    """How an error names a field's type: `int`, `float or null`, `a list`, `true or false`."""
+    kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return " or ".join("null" if kind is type(None) else "a list" if typing.get_origin(kind) in (list, tuple)
+                       else "true or false" if kind is bool else getattr(kind, "__name__", str(kind))
+                       for kind in kinds)
 
 
-def _coerce(name: str, hint, value):
-    """Numbers written as YAML strings (`2e-3` is a string in YAML 1.1) become the field's type; wrong types fail."""
-    origin = typing.get_origin(hint)
-    if origin in (list, tuple) and value is not None:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {name} must be a list, got {value!r}")
-        item_hint = typing.get_args(hint)[0]
-        return type(value)(_coerce(f"{name}[{index}]", item_hint, item) for index, item in enumerate(value))
-    if origin is dict or hint is typing.Any:
-        return value
-    allowed = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
-    if any(typing.get_origin(kind) in (list, tuple) for kind in allowed) and isinstance(value, (list, tuple)):
-        kind = next(kind for kind in allowed if typing.get_origin(kind) in (list, tuple))
-        return _coerce(name, kind, value)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ValueError(f"config key {name} must not be empty")
-    for kind in (bool, int, float):
-        if kind in allowed and not (kind is int and float in allowed):
-            if kind is bool:
-                if isinstance(value, bool):
-                    return value
-                continue
-            try:
-                converted = kind(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"config key {name} must be {kind.__name__}, got {value!r}") from None
-            if kind is int and converted != float(value):
-                raise ValueError(f"config key {name} must be an integer, got {value!r}")
-            return converted
-    if bool in allowed and not isinstance(value, bool):
-        raise ValueError(f"config key {name} must be true or false, got {value!r}")
-    return value
+@contextlib.contextmanager
+def _config_errors(source: str):
+    """OmegaConf's errors as one-line `ValueError`s that name the key: an unknown key lists the valid keys of its
+    section, a value of the wrong type names the type the key takes."""
+    try:
+        yield
+    except ConfigKeyError as error:
+        cls, _ = _section(error.full_key or "")
+        prefix = error.full_key.rsplit(".", 1)[0] + "." if "." in (error.full_key or "") else ""
+        valid = ", ".join(prefix + item.name for item in dataclasses.fields(cls)) if cls else "?"
+        raise ValueError(f"unknown config key(s) {error.full_key}; valid keys: {valid} (in {source})") from None
+    except OmegaConfBaseException as error:
+        cls, name = _section(error.full_key or "")
+        hint = typing.get_type_hints(cls).get(name) if cls else None
+        if hint is not None and dataclasses.is_dataclass(hint):
+            raise ValueError(f"config section {error.full_key} must be a mapping, got {error.value!r}") from None
+        if hint is not None:
+            raise ValueError(f"config key {error.full_key} must be {_expected(hint)}, got {error.value!r}") from None
+        raise ValueError(f"invalid run config ({source}): {str(error).splitlines()[0]}") from None
 
 
-def apply_override(values: dict[str, Any], assignment: str) -> None:
-    """Apply one dotted `key=value` (value parsed as YAML) to a nested dict in place."""
-    if "=" not in assignment:
-        raise ValueError(f"override {assignment!r} is not of the form key=value (e.g. data.path=DIR max_steps=40)")
-    key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    node = values
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {assignment!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+def _read_yaml(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        values = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(values, DictConfig):
+        raise ValueError(f"config file {path} must be a mapping of config keys, got a list")
+    return values
+
+
+def _dotlist(overrides: list[str]) -> DictConfig:
+    """Dotted `key=value` overrides; values parse as YAML (`max_steps=40`, `optim.betas=[0.9,0.95]`, `key=` = null)."""
+    for assignment in overrides:
+        if "=" not in assignment:
+            raise ValueError(f"override {assignment!r} is not of the form key=value (e.g. data.path=DIR max_steps=40)")
+    return OmegaConf.from_dotlist(list(overrides))
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML run config, apply dotted overrides, validate and return the typed config."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"config file {path} is not valid YAML: {error}") from None
-    for assignment in overrides:
-        apply_override(values, assignment)
-    config = _build(TrainConfig, values)
+    """Read a YAML run config, apply dotted overrides, validate and return the typed config.
+
+    OmegaConf merges the layers onto the structured schema of `TrainConfig` (types, defaults, unknown keys); the
+    range and choice checks that OmegaConf cannot express follow in `validate`, all before any work."""
+    schema = OmegaConf.structured(TrainConfig)
+    layers = [_read_yaml(path)] if path is not None else []
+    with _config_errors(str(path) if path is not None else "overrides"):
+        merged = OmegaConf.merge(schema, *layers)
+    with _config_errors("overrides"):
+        config = OmegaConf.to_object(OmegaConf.merge(merged, _dotlist(overrides)))
     validate(config)
     return config
 
@@ -274,7 +260,8 @@ def gradient_accumulation_steps(config: TrainConfig, num_processes: int) -> int:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """The resolved config as YAML (`config.yaml` of a run), written atomically."""
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 __all__ = [
@@ -282,7 +269,6 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
-    "apply_override",
     "effective_peak_lr",
     "gradient_accumulation_steps",
     "load_config",

@@ -34,9 +34,10 @@ def check_data_source(path: str):
                                 "id)") from None
 
 
-def training_processor(data: DataConfig, image_size: int, init_from: str | None = None) -> PhenomImageProcessor:
+def training_processor(data: DataConfig, model_config, init_from: str | None = None) -> PhenomImageProcessor:
     """The run's image processor: crops of the model's `image_size` (`data.crop_size`, when set, must agree), the
     16-bit rule of `data.uint16_rule`, else of the model training starts from, else the default."""
+    image_size = model_config.image_size
     if data.crop_size is not None and data.crop_size != image_size:
         raise ValueError(f"data.crop_size {data.crop_size} differs from the model's image_size {image_size}: the "
                          "model's image size is the crop (drop data.crop_size, or set model.overrides.image_size)")
@@ -46,7 +47,7 @@ def training_processor(data: DataConfig, image_size: int, init_from: str | None 
         settings = {"uint16_rule": start.uint16_rule, "uint16_percentiles": start.uint16_percentiles}
     if data.uint16_rule is not None:
         settings["uint16_rule"] = data.uint16_rule
-    return PhenomImageProcessor(crop_size=image_size, **settings)
+    return PhenomImageProcessor.from_config(model_config, **settings)
 
 
 def build_wells(data: DataConfig, processor: PhenomImageProcessor, rank: int, world_size: int) -> WellSource:

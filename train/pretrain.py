@@ -3,7 +3,7 @@
 Launch from a checkout or an installed package (CPU, one GPU, DDP, DeepSpeed ZeRO-3):
 
     accelerate launch train/pretrain.py --config train/configs/tiny.yaml data.path=DIR output_dir=runs/tiny
-    accelerate launch -m train.pretrain --config train/configs/ca-s16.yaml data.path=recursionpharma/rxrx3-core
+    accelerate launch -m phenom pretrain --config train/configs/ca-s16.yaml data.path=recursionpharma/rxrx3-core
     phenom pretrain --config train/configs/tiny.yaml data.path=DIR max_steps=40 seed=0
     ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 train/pretrain.py --config ...  # CPU DDP
     accelerate launch --config_file train/accelerate/deepspeed_zero3.yaml train/pretrain.py --config .../g8.yaml
@@ -17,11 +17,11 @@ final/.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # `accelerate launch train/pretrain.py` from a checkout
@@ -37,10 +37,10 @@ from transformers import AutoConfig
 from modeling_phenom import PhenomConfig, PhenomForMaskedImageModeling, PhenomImageProcessor
 from modeling_phenom.loading import load_pretrained
 from phenom_data.atomic import atomic_write_json, replace_directory
-from phenom_data.errors import command, on_main_process
+from phenom_data.errors import on_main_process
 from phenom_data.locks import lock_on_main_process
 from train.checkpointing import load_trainer_state, save_checkpoint
-from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, load_config, save_config
+from train.config import TrainConfig, effective_peak_lr, gradient_accumulation_steps, save_config
 from train.data import (
     build_wells,
     check_channels,
@@ -62,39 +62,38 @@ logger = get_logger(__name__, log_level="INFO")
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """The loss became NaN or infinite; the checkpoints written before it are kept."""
 
 
-def parse_args(argv: list[str] | None, prog: str | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", required=True, help="YAML run config (train/configs/tiny.yaml, ca-s16.yaml, ...)")
-    parser.add_argument("--resume", default=None, help="'latest' or a checkpoints/step_<N> folder of this run")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in output_dir")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=DIR max_steps=40")
-    return parser.parse_intermixed_args(argv)  # overrides before and after --resume
+@dataclass(frozen=True)
+class PretrainResult:
+    """What a finished run reports (on every process; `main_process` tells the one that writes the files)."""
+
+    output_dir: Path
+    final_dir: Path  # save_pretrained model + preprocessor_config.json
+    steps: int  # optimizer steps of the whole run (max_steps)
+    last_checkpoint: int | None  # step of the last checkpoint written (None: none)
+    processes: int
+    seconds: float  # wall time of this call
+    main_process: bool
 
 
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Entry point of `phenom pretrain` and `python -m train.pretrain`; exit code 2 on bad input (one line, before
-    any work), 3 on a non-finite loss."""
-    args = parse_args(argv, prog)
-    try:
-        return pretrain(load_config(args.config, args.overrides), args.resume, args.overwrite)
-    except NonFiniteLossError as error:
-        print(f"pretrain stopped: {error}; the last good checkpoint is kept (resume with --resume latest)",
-              file=sys.stderr)
-        return 3
-
-
-def pretrain(config: TrainConfig, resume: str | None = None, overwrite: bool = False) -> int:
+def pretrain(config: TrainConfig, *, resume: str | None = None, overwrite: bool = False) -> PretrainResult:
+    """MAE pretraining as `config` says (`load_config` reads and checks one); `resume` = 'latest' or a
+    checkpoints/step_<N> folder of this run, `overwrite` replaces an earlier run's outputs in `output_dir`. Bad input
+    raises `ValueError`/`OSError` before any compute; a non-finite loss raises `NonFiniteLossError`."""
     # ---------------------------------------------------------------- config
+    start = time.perf_counter()
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = gradient_accumulation_steps(config, world_size)
     check_data_source(config.data.path)
+    # The model's image size is the crop (one owner): the processor made from it reads the data and is exported.
+    if config.model.init_from:
+        model_config = AutoConfig.from_pretrained(config.model.init_from, **config.model.overrides)
+    else:
+        model_config = PhenomConfig.from_preset(config.model.preset, **config.model.overrides)
+    processor = training_processor(config.data, model_config, config.model.init_from)
     fingerprint = run_fingerprint(config)  # settings + content of the data and initial weights
 
     # ---------------------------------------------------------------- accelerator
@@ -116,22 +115,27 @@ def pretrain(config: TrainConfig, resume: str | None = None, overwrite: bool = F
     require_deepspeed_when_configured(accelerator)
     lock = lock_on_main_process(accelerator, output_dir, "output_dir")
     try:
-        return _train(config, accelerator, accumulation, fingerprint,
-                      on_main_process(accelerator, lambda: prepare_run_folder(output_dir, fingerprint, resume,
-                                                                              overwrite)), resume)
+        checkpoint = on_main_process(accelerator,
+                                     lambda: prepare_run_folder(output_dir, fingerprint, resume, overwrite))
+        last_checkpoint = _train(config, accelerator, accumulation, fingerprint, model_config, processor, checkpoint,
+                                 resume)
+        return PretrainResult(output_dir=output_dir, final_dir=output_dir / "final", steps=config.max_steps,
+                              last_checkpoint=last_checkpoint, processes=accelerator.num_processes,
+                              seconds=time.perf_counter() - start, main_process=accelerator.is_main_process)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fingerprint: dict,
-           checkpoint: Path | None, resume: str | None) -> int:
+def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fingerprint: dict, model_config,
+           processor: PhenomImageProcessor, checkpoint: Path | None, resume: str | None) -> int | None:
+    """The training loop; returns the step of the last checkpoint written."""
     output_dir = Path(config.output_dir)
     set_seed(config.seed, device_specific=True)
     peak_lr = effective_peak_lr(config)
     if accelerator.is_main_process:
         save_config(config, output_dir / "config.yaml")
-    accelerator.print(
+    logger.info(
         f"processes {accelerator.num_processes}, per-device batch {config.per_device_batch_size}, accumulation "
         f"{accumulation}, global batch {config.global_batch_size}; base peak LR {config.optim.peak_lr:g}, "
         f"effective peak LR {peak_lr:g} (lr_scaling={config.optim.lr_scaling}), "
@@ -139,12 +143,6 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
     )
 
     # ---------------------------------------------------------------- data
-    # The model's image size is the crop (one owner): the processor made from it reads the data and is exported.
-    if config.model.init_from:
-        model_config = AutoConfig.from_pretrained(config.model.init_from, **config.model.overrides)
-    else:
-        model_config = PhenomConfig.from_preset(config.model.preset, **config.model.overrides)
-    processor = training_processor(config.data, model_config.image_size, config.model.init_from)
     wells = build_wells(config.data, processor, accelerator.process_index, accelerator.num_processes)
     check_channels(wells, model_config)
     require_usable_wells(wells, config.data.path, accelerator)
@@ -158,7 +156,7 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     trainable = model.num_parameters(only_trainable=True)
-    accelerator.print(f"model {config.model.preset}: {trainable:,} trainable parameters")
+    logger.info(f"model {config.model.init_from or config.model.preset}: {trainable:,} trainable parameters")
 
     # ---------------------------------------------------------------- optimizer and schedule
     optimizer, scheduler, scheduler_prepared = build_optimizer_and_schedule(accelerator, model, config, peak_lr)
@@ -181,9 +179,9 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
         start_step, consumed_batches = state["step"], state["consumed_batches"]
         if not scheduler_prepared:
             scheduler.load_state_dict(state["scheduler"])
-        accelerator.print(f"resumed from {checkpoint} at step {start_step}")
+        logger.info(f"resumed from {checkpoint} at step {start_step}")
     elif resume == "latest":
-        accelerator.print(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
+        logger.info(f"--resume latest: no checkpoint in {output_dir / 'checkpoints'}, starting from step 0")
     log = JsonlLog(output_dir / "log.jsonl", truncate_after_step=start_step if checkpoint else None) \
         if accelerator.is_main_process else None
     batches = training_batches(wells, processor, config.data, config.per_device_batch_size, config.seed,
@@ -268,9 +266,7 @@ def _train(config: TrainConfig, accelerator: Accelerator, accumulation: int, fin
             "replica_parameter_sums": checksums, "last_checkpoint": last_saved,
         })
     accelerator.end_training()
-    accelerator.print(f"done: {config.max_steps} steps, final model in {output_dir / 'final'} "
-                      f"(last checkpoint: step {last_saved})")
-    return 0
+    return last_saved
 
 
 @torch.no_grad()
@@ -300,7 +296,9 @@ def export_final(accelerator, model, final_dir: Path, processor: PhenomImageProc
     accelerator.wait_for_everyone()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["NonFiniteLossError", "PretrainResult", "pretrain"]
 
-__all__ = ["main", "pretrain"]
+if __name__ == "__main__":  # the one command-line hand-over outside phenom/ (docs/design.md, Run config)
+    from phenom.commands.pretrain import main
+
+    sys.exit(main(prog=Path(sys.argv[0]).name))  # errors and usage say `pretrain.py`, as before

@@ -6,12 +6,12 @@
 
 Modules: `config` (sizes and presets), `biology` (genes, complexes, compounds, phenotypes from the bundled
 annotations), `layout` (experiments, plates, wells, batch effects), `render` (drawing cells), `writer` (parquet
-shards, metadata CSV), `truth` (`ground_truth.json` schema and the dataset README), `generate` (the run and the
-`phenom synth` command).
+shards, metadata CSV), `truth` (`ground_truth.json` schema and the dataset README), `generate` (the run; its
+command line is `phenom/commands/synth.py`).
 """
 
 from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
-from phenom_data.synth.generate import generate, generate_from_config, main
+from phenom_data.synth.generate import generate, generate_from_config
 from phenom_data.synth.layout import RXRX3_CORE_CONCENTRATIONS
 from phenom_data.synth.render import CHANNELS, PHENOTYPE_AXES
 from phenom_data.synth.truth import load_ground_truth
@@ -30,5 +30,4 @@ __all__ = [
     "generate_from_config",
     "image_features",
     "load_ground_truth",
-    "main",
 ]

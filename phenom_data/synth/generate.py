@@ -1,4 +1,5 @@
-"""Generate a synthetic RxRx-like dataset: `generate(...)` in Python, `phenom synth` on the command line.
+"""Generate a synthetic RxRx-like dataset: `generate(...)` (its command line is `phenom synth`, in
+`phenom/commands/synth.py`).
 
 Plan the biology (`biology.py`), lay out the plates (`layout.py`), render every well (`render.py`, one generator
 per well seeded by (seed, well index), so the bytes do not depend on the number of worker processes), encode the
@@ -9,14 +10,12 @@ An interrupted run resumes: finished shards are kept and only the missing ones a
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import math
 import os
 import signal
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,10 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phenom_data.atomic import atomic_write_text
-from phenom_data.errors import command
 from phenom_data.locks import output_lock
 from phenom_data.synth.biology import plan_biology
-from phenom_data.synth.config import IMAGE_SIZES, SIZES, SynthConfig
+from phenom_data.synth.config import SynthConfig
 from phenom_data.synth.layout import build_layout
 from phenom_data.synth.render import render_well
 from phenom_data.synth.truth import dataset_readme, ground_truth
@@ -115,6 +113,8 @@ def generate_from_config(
 ) -> Path:
     """Write the dataset `config` describes into `out_dir` (see `generate`). Returns the directory. One run per
     folder: a second one is refused while the first runs (`phenom_data.locks`)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
     with output_lock(out, "synthetic dataset folder"):
         if _prepare_directory(out, config, overwrite):
@@ -193,54 +193,4 @@ def generate(
     return generate_from_config(config, out_dir, size=size, workers=workers, overwrite=overwrite, progress=progress)
 
 
-def _parser(prog: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Generate a synthetic RxRx-like Cell Painting dataset in the exact RxRx3-core layout (parquet "
-                    "shards of JPEG-2000 channel images, metadata_rxrx3_core.csv) with planted biology recorded in "
-                    "ground_truth.json.",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output directory (created; must be empty or hold "
-                        "an interrupted run of the same config)")
-    parser.add_argument("--size", default="small", choices=list(SIZES), help="preset (default: small)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--image-size", type=int, default=256, choices=IMAGE_SIZES,
-                        help="channel image side in px: 256 = one model view per well (default), 512 = four tiles "
-                             "as in RxRx3-core")
-    parser.add_argument("--genes", type=int, dest="num_genes", help="genes in the map")
-    parser.add_argument("--complexes", type=int, dest="num_complexes", help="planted CORUM complexes")
-    parser.add_argument("--compounds", type=int, dest="num_compounds", help="compounds")
-    parser.add_argument("--guides", type=int, help="CRISPR guides per gene")
-    parser.add_argument("--replicates", type=int, help="wells per guide in each gene experiment")
-    parser.add_argument("--experiments", type=int, help="gene experiments")
-    parser.add_argument("--compound-experiments", type=int, dest="compound_experiments", help="compound experiments")
-    parser.add_argument("--plates", type=int, help="plates per experiment")
-    parser.add_argument("--batch-strength", type=float, dest="batch_strength",
-                        help="scale of all batch effects (0 = none, default 1)")
-    parser.add_argument("--rows-per-shard", type=int, dest="rows_per_shard",
-                        help="image rows per parquet shard (default 4000; readers split work by shard row group)")
-    parser.add_argument("--workers", type=int, help="render processes (default: up to 2 for large runs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-@command
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = _parser(prog)
-    args = parser.parse_args(argv)
-    overrides = {name: getattr(args, name) for name in ("num_genes", "num_complexes", "num_compounds", "guides",
-                                                        "replicates", "experiments", "compound_experiments",
-                                                        "plates", "batch_strength", "rows_per_shard")}
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
-    start = time.perf_counter()
-    out = generate(args.out, size=args.size, seed=args.seed, image_size=args.image_size, workers=args.workers,
-                   overwrite=args.overwrite, progress=not args.no_progress, **overrides)
-    counts = json.loads((out / GROUND_TRUTH_FILE).read_text())["counts"]
-    print(f"wrote {counts['wells']} wells ({counts['images']} images, {counts['shards']} shards), "
-          f"{counts['genes']} genes, {counts['compounds']} compounds to {out} in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-__all__ = ["generate", "generate_from_config", "main"]
+__all__ = ["generate", "generate_from_config"]

@@ -13,19 +13,15 @@ reproducing the reference (``reference/openphenom.md``):
   [`read_openphenom_weights`] (bytes sniffed; pickles only through ``torch.load(handle, weights_only=True)``) and its
   keys are mapped by the pure functions [`openphenom_to_phenom_state_dict`] / [`phenom_to_openphenom_state_dict`].
 
-``phenom convert SRC DST [--encoder-only]`` writes a native Phenom directory (PhenomConfig + real safetensors +
-preprocessor config), keeping the source's license file: the OpenPhenom weights are licensed for non-commercial use.
+``phenom convert SRC DST [--encoder-only]`` (`phenom/convert_writer.py`, outside the model package so that
+``import modeling_phenom`` does not load it) writes a native Phenom directory from what this module reads.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import shutil
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,8 +32,6 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 from transformers import PreTrainedConfig
 
 from .configuration_phenom import PhenomConfig
-from .image_processing_phenom import PhenomImageProcessor
-from .loading import check_model_source
 from .modeling_phenom import PhenomForMaskedImageModeling, PhenomModel, PhenomPreTrainedModel
 
 HUB_REPO_ID = "recursionpharma/OpenPhenom"
@@ -546,106 +540,6 @@ class OpenPhenomForMaskedImageModeling(OpenPhenomLoadingMixin, PhenomForMaskedIm
     config_class = OpenPhenomConfig
 
 
-# ----------------------------------------------------------------------------- conversion
-def _license_statement(source: str, license_file: str | None) -> str:
-    kept = (
-        f"The license file of the source was copied to `{license_file}`."
-        if license_file
-        else "The source had no license file; check the license of the weights you converted."
-    )
-    return (
-        "---\nlicense: other\n"
-        f"license_name: {LICENSE_NAME.lower().replace(' ', '-')}\n"
-        + (f"license_link: {license_file}\n" if license_file else "")
-        + "library_name: transformers\ntags:\n- phenom\n- microscopy\n---\n\n"
-        f"# Phenom conversion of `{source}`\n\n"
-        f"Converted from the OpenPhenom checkpoint `{source}` by `phenom convert` (native Phenom config and "
-        "safetensors; load with `import modeling_phenom` and `AutoModel.from_pretrained(<this directory>)`, or "
-        "without Phenom installed with `AutoModel.from_pretrained(<this directory>, trust_remote_code=True)`, which "
-        "runs the Phenom source files saved here).\n\n"
-        f"**License.** OpenPhenom weights are released by Recursion under the {LICENSE_NAME}: non-commercial use "
-        f"only. The conversion does not change that license. {kept}\n"
-    )
-
-
-def convert_openphenom(
-    source: str | os.PathLike,
-    destination: str | os.PathLike,
-    encoder_only: bool = False,
-    overwrite: bool = False,
-    **hub_kwargs,
-) -> Path:
-    """Convert an OpenPhenom repo or directory into a native Phenom directory, losslessly.
-
-    Writes `config.json` (PhenomConfig), `model.safetensors` (real safetensors: the encoder + decoder, or the encoder
-    only), `preprocessor_config.json`, the source's license file and a `README.md` stating the license. The directory
-    is assembled under a temporary name beside `destination` and renamed into place.
-    """
-    destination = Path(destination)
-    if destination.exists() and not overwrite:
-        raise FileExistsError(f"{destination} exists; pass overwrite=True (--overwrite) to replace it")
-    if destination.exists() and not destination.is_dir():
-        raise FileExistsError(f"destination {destination} is a file; the converted model is a folder")
-    check_model_source(source, what="source")
-    config_path = resolve_openphenom_file(source, CONFIG_NAME, **hub_kwargs)
-    hub_config = json.loads(config_path.read_text())
-    config = PhenomConfig(**translate_openphenom_config(hub_config))
-    model_class = PhenomModel if encoder_only else PhenomForMaskedImageModeling
-    state_dict = load_openphenom_state_dict(model_class, source, config, **hub_kwargs)
-    model = model_class.from_pretrained(None, config=config, state_dict=state_dict)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        model.save_pretrained(staging)
-        PhenomImageProcessor(crop_size=config.image_size).save_pretrained(staging)
-        license_file = None
-        for name in LICENSE_NAMES:
-            path = resolve_openphenom_file(source, name, required=False, **hub_kwargs)
-            if path is not None:
-                shutil.copyfile(path, staging / name)
-                license_file = name
-                break
-        (staging / "README.md").write_text(_license_statement(str(source), license_file))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return destination
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Convert the released OpenPhenom checkpoint (Hub repo id or a directory in its layout) into a native "
-            "Phenom directory: PhenomConfig, real safetensors, preprocessor config, and the source's non-commercial "
-            "license file. Lossless: the converted model reproduces the released one exactly."
-        ),
-    )
-    parser.add_argument("source", help=f"Hub repo id (e.g. {HUB_REPO_ID}) or a local directory in its layout")
-    parser.add_argument("destination", help="output directory (written atomically)")
-    parser.add_argument("--encoder-only", action="store_true",
-                        help="keep only the encoder (drops the decoder: ca-s16 712 MB -> about 90 MB)")
-    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit (default: main)")
-    parser.add_argument("--cache-dir", default=None, help="Hugging Face cache directory")
-    parser.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
-    args = parser.parse_args(argv)
-    # A bad source or destination raises OSError / ValueError: `phenom convert` (phenom/cli.py) prints it on one line
-    # and exits 2 (the traceback with --debug).
-    destination = convert_openphenom(
-        args.source, args.destination, encoder_only=args.encoder_only, overwrite=args.overwrite,
-        revision=args.revision, cache_dir=args.cache_dir, token=args.token, local_files_only=is_offline_mode(),
-    )
-    weights = destination / "model.safetensors"
-    print(f"wrote {destination} ({'encoder only' if args.encoder_only else 'encoder + decoder'}, "
-          f"model.safetensors {weights.stat().st_size / 1e6:.1f} MB)")
-    print(f"license: {LICENSE_NAME} (non-commercial); see {destination / 'README.md'}")
-    return 0
-
-
 __all__ = [
     "HUB_REPO_ID",
     "KEY_MAP",
@@ -653,9 +547,7 @@ __all__ = [
     "OpenPhenomForMaskedImageModeling",
     "OpenPhenomModel",
     "OpenPhenomWeightsError",
-    "convert_openphenom",
     "load_openphenom_state_dict",
-    "main",
     "openphenom_shapes",
     "openphenom_to_phenom_state_dict",
     "phenom_to_openphenom_state_dict",
@@ -663,6 +555,3 @@ __all__ = [
     "resolve_openphenom_file",
     "translate_openphenom_config",
 ]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
