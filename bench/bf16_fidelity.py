@@ -89,12 +89,24 @@ def matched_noise(reference, reduced, seed: int = 0) -> np.ndarray:
 
 def metric_deltas(reference, reduced, noise) -> dict:
     """`{metric: {"float32", "bfloat16", "delta", "noise_delta", "seed_std"}}` for every metric of three
-    `EvalResults` (float32, bf16, float32 + matched noise)."""
+    `EvalResults` (float32, bf16, float32 + matched noise). A metric that one of them lacks (a benchmark the data
+    supported in one precision only, e.g. mAP consistency with no active perturbation) has the value None and a
+    delta of None; a missing bf16 value counts as outside any tolerance."""
     out = {}
-    for name, value in reference.metrics.items():
-        out[name] = {"float32": value, "bfloat16": reduced.metrics[name], "delta": reduced.metrics[name] - value,
-                     "noise_delta": noise.metrics[name] - value, "seed_std": reference.metrics_std.get(name)}
+    for name in sorted(set(reference.metrics) | set(reduced.metrics)):
+        value, reduced_value, noise_value = (results.metrics.get(name) for results in (reference, reduced, noise))
+        out[name] = {"float32": value, "bfloat16": reduced_value,
+                     "delta": None if value is None or reduced_value is None else reduced_value - value,
+                     "noise_delta": None if value is None or noise_value is None else noise_value - value,
+                     "seed_std": reference.metrics_std.get(name)}
     return out
+
+
+def largest_delta(deltas: dict, key: str) -> dict:
+    """`{"metric", "delta"}` of the largest |`key`| among the metrics that have one (None when none has)."""
+    known = [(name, entry[key]) for name, entry in deltas.items() if entry[key] is not None]
+    name, delta = max(known, key=lambda item: abs(item[1])) if known else (None, None)
+    return {"metric": name, "delta": delta}
 
 
 def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, batch_size: int,
@@ -127,19 +139,22 @@ def compare(models: dict[str, Path], data: Path, metadata: Path, work: Path, bat
                              provenance={**embeddings["float32"].provenance, "matched_noise": True})
             noise_results, _ = evaluate_file(noisy, metadata_table, options)
             deltas = metric_deltas(results["float32"], results["bfloat16"], noise_results)
-            largest = max(deltas.items(), key=lambda item: abs(item[1]["delta"]))
-            largest_noise = max(deltas.items(), key=lambda item: abs(item[1]["noise_delta"]))
             report[f"{name}, {pooling}"] = {
                 "model": str(model), "pooling": pooling,
                 "precision_recorded": {dtype: embeddings[dtype].provenance.get("precision") for dtype in PRECISIONS},
                 "embed_seconds": seconds,
                 "wells": well_agreement(embeddings["float32"], embeddings["bfloat16"]),
                 "metrics": deltas,
-                "largest_metric_delta": {"metric": largest[0], "delta": largest[1]["delta"]},
-                "largest_matched_noise_delta": {"metric": largest_noise[0], "delta": largest_noise[1]["noise_delta"]},
-                "within_tolerance": all(abs(entry["delta"]) <= tolerance for entry in deltas.values()),
+                "largest_metric_delta": largest_delta(deltas, "delta"),
+                "largest_matched_noise_delta": largest_delta(deltas, "noise_delta"),
+                "within_tolerance": all(entry["delta"] is not None and abs(entry["delta"]) <= tolerance
+                                        for entry in deltas.values()),
             }
     return report
+
+
+def _cell(value, signed: bool) -> str:
+    return f"{'-':>10}" if value is None else f"{value:>+10.4f}" if signed else f"{value:>10.4f}"
 
 
 def table(report: dict) -> str:
@@ -153,12 +168,12 @@ def table(report: dict) -> str:
                      + ", ".join("reused" if seconds[dtype] is None else f"{seconds[dtype]:.0f} s {dtype}"
                                  for dtype in PRECISIONS))
         for metric, values in entry["metrics"].items():
-            lines.append(f"  {metric:<36}{values['float32']:>10.4f}{values['bfloat16']:>10.4f}"
-                         f"{values['delta']:>+10.4f}{values['noise_delta']:>+10.4f}")
+            lines.append(f"  {metric:<36}" + "".join(_cell(values[key], signed) for key, signed in (
+                ("float32", False), ("bfloat16", False), ("delta", True), ("noise_delta", True))))
         largest, noise = entry["largest_metric_delta"], entry["largest_matched_noise_delta"]
-        lines.append(f"  largest |delta|: {largest['metric']} {largest['delta']:+.4f} "
+        lines.append(f"  largest |delta|: {largest['metric']} {_cell(largest['delta'], True).strip()} "
                      f"({'within' if entry['within_tolerance'] else 'OUTSIDE'} the tolerance); float32 + matched "
-                     f"noise: {noise['metric']} {noise['delta']:+.4f}")
+                     f"noise: {noise['metric']} {_cell(noise['delta'], True).strip()}")
     return "\n".join(lines)
 
 

@@ -252,6 +252,22 @@ def test_a_run_is_not_resumed_in_another_dtype(model_dir, dataset, tmp_path, mon
     assert re.search(r"other settings \(.*dtype: was \W?bfloat16\W?, now \W?float32", capsys.readouterr().err)
 
 
+def test_fidelity_metric_deltas_keep_a_benchmark_that_one_precision_skipped():
+    from types import SimpleNamespace
+
+    from bench.bf16_fidelity import largest_delta, metric_deltas
+
+    def results(**metrics):  # the two fields of EvalResults that metric_deltas reads
+        return SimpleNamespace(metrics=metrics, metrics_std={})
+
+    # map_consistency ran on the float32 embeddings only (no active perturbation in the other two): no KeyError.
+    deltas = metric_deltas(results(recall=0.5, map_consistency_mean=0.2), results(recall=0.51), results(recall=0.49))
+    assert deltas["map_consistency_mean"] == {"float32": 0.2, "bfloat16": None, "delta": None, "noise_delta": None,
+                                              "seed_std": None}
+    assert deltas["recall"]["delta"] == pytest.approx(0.01) and deltas["recall"]["noise_delta"] == pytest.approx(-0.01)
+    assert largest_delta(deltas, "delta") == {"metric": "recall", "delta": pytest.approx(0.01)}
+
+
 def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precisions(model_dir, dataset, tmp_path):
     def fidelity(out, *extra):
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
@@ -275,8 +291,10 @@ def test_bf16_fidelity_bench_compares_every_well_and_every_metric_of_both_precis
             assert "noise_delta" in values
         assert entry["largest_matched_noise_delta"]["metric"] in entry["metrics"]
         largest = entry["largest_metric_delta"]
-        assert abs(largest["delta"]) == max(abs(values["delta"]) for values in entry["metrics"].values())
-        assert entry["within_tolerance"] == (abs(largest["delta"]) <= report["tolerance"] == 0.005)
+        deltas = [values["delta"] for values in entry["metrics"].values()]
+        assert abs(largest["delta"]) == max(abs(delta) for delta in deltas if delta is not None)
+        assert entry["within_tolerance"] == (
+            None not in deltas and abs(largest["delta"]) <= report["tolerance"] == 0.005)
     assert report["bf16_may_be_default"] == all(entry["within_tolerance"] for entry in report["results"].values())
     assert "largest |delta|" in result.stdout
     # Again on the files of the first run: the same comparison, nothing embedded.
